@@ -1,0 +1,491 @@
+//! The HTTP server the template's `main` starts, and the request pipeline
+//! of SPEC section 3 around every call.
+//!
+//! ```no_run
+//! use edge_sdk::{blocking, Request, Session};
+//!
+//! #[blocking]
+//! async fn handle(_req: Request, session: &mut Session) -> edge_sdk::Result<String> {
+//!     session.set("greeted", "yes");
+//!     Ok("hello".to_string())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     edge_sdk::runtime::run(handle).await
+//! }
+//! ```
+//!
+//! A blocking call: validate headers (400) → read the body (413) → one
+//! script that checks the location (307), the request id (208) and takes
+//! the lock (503) → run the handler (500 on error or panic, lock released at
+//! once) → one script that commits if the lock is still ours (423 if not).
+//! A non-blocking call: validate → read the body → read the location (307) →
+//! run the handler with lock-free reads. The node's Redis being unreachable
+//! is a 503 at any step; the connection heals by itself.
+//!
+//! `GET /_/health` answers 200 without touching Redis. SIGTERM (or Ctrl-C)
+//! stops accepting connections and lets calls in flight finish.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+
+pub use crate::config::Config;
+use crate::config::node_keys;
+use crate::dedup::{REQUEST_ID_HEADER, parse_request_id, replay, retained_form};
+use crate::handler::{Handler, HandlerKind};
+use crate::http::{Request, Response, json_error};
+use crate::lock::{Begin, begin_blocking_call, new_token, release};
+use crate::redirect::redirect;
+use crate::session::{CommitOutcome, CommitRecord, ReadConflict, Session};
+use crate::store::{self, CURRENT_LOCATION, PROPRIETARY_LOCATION, SessionKeys};
+use crate::{Error, Result};
+
+/// `X-session`.
+pub const SESSION_HEADER: &str = "x-session";
+/// The longest accepted session name, in bytes.
+pub const MAX_SESSION_NAME: usize = 128;
+/// How long the node configuration read from Redis is trusted.
+const NODE_CONFIG_REFRESH: Duration = Duration::from_secs(2);
+
+/// Reads the configuration from the environment, binds `EDGE_LISTEN` and
+/// serves `handler` until SIGTERM. Configuration errors are printed naming
+/// the variable, and the process exits with status 78 (`EX_CONFIG`).
+pub async fn run<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("edge-sdk: {error}");
+            return ExitCode::from(78);
+        }
+    };
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("edge-sdk: configuration error in EDGE_LISTEN: cannot listen on {}: {error}", config.listen);
+            return ExitCode::from(78);
+        }
+    };
+    match serve(handler, config, listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("edge-sdk: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` completes, then drains
+/// the calls in flight. For tests and embedding; [`run`] is the usual entry.
+pub async fn serve<H, K>(
+    handler: H,
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()>
+where
+    H: Handler<K>,
+    K: 'static,
+{
+    let redis = store::connect(&config.redis_url, config.redis_password.as_deref(), config.redis_timeout)?;
+    let shared = Arc::new(Shared {
+        handler,
+        node: Arc::from(config.location.as_str()),
+        node_settings: NodeSettings::new(redis.clone()),
+        redis,
+        config,
+        kind: PhantomData,
+    });
+    shared.node_settings.refresh().await;
+    tracing::info!(
+        node = %shared.config.location,
+        function = %shared.config.function,
+        kind = ?H::KIND,
+        address = %listener.local_addr()?,
+        "edge-sdk runtime listening"
+    );
+    let router = Router::new()
+        .route("/_/health", get(|| async { "OK" }))
+        .fallback(move |request: axum::extract::Request| {
+            let shared = Arc::clone(&shared);
+            async move { shared.call(request).await.map(axum::body::Body::from) }
+        });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining calls in flight");
+}
+
+struct Shared<H, K> {
+    handler: H,
+    config: Config,
+    node: Arc<str>,
+    redis: ConnectionManager,
+    node_settings: Arc<NodeSettings>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<H: Handler<K>, K> Shared<H, K> {
+    async fn call(&self, request: axum::extract::Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let session_id = match session_header(&parts.headers) {
+            Ok(id) => id,
+            Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+        };
+        let request_id = match request_id_header(&parts.headers, H::KIND) {
+            Ok(id) => id,
+            Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+        };
+        let body = match read_body(&parts.headers, body, self.config.max_body_bytes).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let request = Request::from_parts(parts, body);
+        match (H::KIND, request_id) {
+            (HandlerKind::Blocking, Some(request_id)) => {
+                self.blocking_call(session_id, request_id, request).await
+            }
+            _ => self.nonblocking_call(session_id, request).await,
+        }
+    }
+
+    async fn blocking_call(&self, session_id: String, request_id: String, request: Request) -> Response {
+        let keys = SessionKeys::new(&session_id);
+        let token = new_token();
+        let mut redis = self.redis.clone();
+        let begin = begin_blocking_call(
+            &mut redis,
+            &keys,
+            &self.node,
+            &token,
+            self.node_settings.lock_ttl(self.config.default_lock_ttl),
+            &request_id,
+            &now_iso(),
+        )
+        .await;
+        let proprietary = match begin {
+            Err(error) => return failed_redis_step(&error, "taking the session lock"),
+            Ok(Begin::Moved { location }) => return self.redirect_to(&location, &request),
+            Ok(Begin::Completed(retained)) => return replay(retained),
+            Ok(Begin::Locked {
+                expires_in,
+                by_migration,
+            }) => {
+                let reason = if by_migration {
+                    "the session is being migrated to another node"
+                } else {
+                    "the session is locked by another call"
+                };
+                return retry_later(reason, expires_in.as_secs_f64().ceil().max(1.0) as u64);
+            }
+            Ok(Begin::Acquired { proprietary }) => proprietary,
+        };
+        let mut session = Session::new(
+            session_id,
+            Arc::clone(&self.node),
+            proprietary,
+            Arc::clone(&self.config.infrastructure),
+            HandlerKind::Blocking,
+            redis.clone(),
+        );
+        let result = AssertUnwindSafe(self.handler.call(request, &mut session))
+            .catch_unwind()
+            .await;
+        let response = match result {
+            Ok(Ok(response)) => response,
+            failed => {
+                let message = match failed {
+                    Err(panic) => format!("the handler panicked: {}", panic_message(&*panic)),
+                    Ok(Err(error)) => format!("the handler failed: {error}"),
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
+                tracing::error!(session = session.id(), "{message}; nothing written");
+                if let Err(error) = release(&mut redis, &keys, &token).await {
+                    tracing::warn!(session = session.id(), "could not release the lock: {error}");
+                }
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message);
+            }
+        };
+        let now = chrono::Utc::now();
+        let record = CommitRecord {
+            request_id: &request_id,
+            now_iso: &iso(now),
+            now_ms: now.timestamp_millis(),
+            retention_ms: self.config.request_id_retention.as_millis() as u64,
+            max_ids: self.config.request_id_max,
+            retained_response: retained_form(&response, self.config.replay_max_bytes),
+        };
+        match session.commit(&token, record).await {
+            Ok(CommitOutcome::Committed) => response,
+            Ok(CommitOutcome::LockLost) => json_error(
+                StatusCode::LOCKED,
+                "the call's session lock expired or was taken over before the commit: nothing was \
+                 written; retry with the same X-session-request-id",
+            ),
+            Err(error) => failed_redis_step(&error, "committing (retry with the same X-session-request-id)"),
+        }
+    }
+
+    async fn nonblocking_call(&self, session_id: String, request: Request) -> Response {
+        let keys = SessionKeys::new(&session_id);
+        let mut redis = self.redis.clone();
+        let meta: redis::RedisResult<(Option<String>, Option<String>)> = redis::cmd("HMGET")
+            .arg(&keys.meta)
+            .arg(CURRENT_LOCATION)
+            .arg(PROPRIETARY_LOCATION)
+            .query_async(&mut redis)
+            .await;
+        let proprietary = match meta {
+            Err(error) => return unavailable(&error, "reading the session's location"),
+            Ok((Some(current), _)) if *current != *self.node => return self.redirect_to(&current, &request),
+            Ok((_, proprietary)) => proprietary.unwrap_or_default(),
+        };
+        let mut session = Session::new(
+            session_id,
+            Arc::clone(&self.node),
+            proprietary,
+            Arc::clone(&self.config.infrastructure),
+            HandlerKind::NonBlocking,
+            redis,
+        );
+        let uri = request.uri().clone();
+        let result = AssertUnwindSafe(self.handler.call(request, &mut session))
+            .catch_unwind()
+            .await;
+        match session.read_conflict() {
+            Some(ReadConflict::Moved(location)) => return self.redirect_to_uri(&location, &uri),
+            Some(ReadConflict::Changed) => {
+                return retry_later("the session was committed to while this read-only call read it", 1);
+            }
+            None => {}
+        }
+        match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(Error::Redis(error))) => unavailable(&error, "reading the session"),
+            Ok(Err(error)) => {
+                tracing::error!(session = session.id(), "the handler failed: {error}");
+                json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the handler failed: {error}"))
+            }
+            Err(panic) => {
+                let message = format!("the handler panicked: {}", panic_message(&*panic));
+                tracing::error!(session = session.id(), "{message}");
+                json_error(StatusCode::INTERNAL_SERVER_ERROR, &message)
+            }
+        }
+    }
+
+    fn redirect_to(&self, location: &str, request: &Request) -> Response {
+        self.redirect_to_uri(location, request.uri())
+    }
+
+    fn redirect_to_uri(&self, location: &str, uri: &http::Uri) -> Response {
+        redirect(&self.config.infrastructure, location, &self.config.function, uri)
+    }
+}
+
+/// The lock TTL from the node's configuration in Redis, refreshed in the
+/// background so that reading it costs the request path nothing.
+struct NodeSettings {
+    redis: ConnectionManager,
+    lock_ttl: Mutex<(Option<Duration>, Instant)>,
+    refreshing: AtomicBool,
+}
+
+impl NodeSettings {
+    fn new(redis: ConnectionManager) -> Arc<NodeSettings> {
+        Arc::new(NodeSettings {
+            redis,
+            lock_ttl: Mutex::new((None, Instant::now())),
+            refreshing: AtomicBool::new(false),
+        })
+    }
+
+    fn lock_ttl(self: &Arc<Self>, default: Duration) -> Duration {
+        let (ttl, read_at) = *self.lock_ttl.lock().expect("node settings poisoned");
+        if read_at.elapsed() > NODE_CONFIG_REFRESH && !self.refreshing.swap(true, Ordering::AcqRel) {
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.refresh().await });
+        }
+        ttl.unwrap_or(default)
+    }
+
+    async fn refresh(&self) {
+        let mut redis = self.redis.clone();
+        let read: redis::RedisResult<Option<String>> = redis::cmd("HGET")
+            .arg(node_keys::HASH)
+            .arg(node_keys::SESSIONS_LOCKS_EXPIRATION_TIME)
+            .query_async(&mut redis)
+            .await;
+        let mut cached = self.lock_ttl.lock().expect("node settings poisoned");
+        match read {
+            Ok(value) => {
+                let ttl = value.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0);
+                if value.is_some() && ttl.is_none() {
+                    tracing::warn!(
+                        "ignoring {}={value:?} in {}: not a positive number of seconds",
+                        node_keys::SESSIONS_LOCKS_EXPIRATION_TIME,
+                        node_keys::HASH
+                    );
+                }
+                *cached = (ttl.map(Duration::from_secs), Instant::now());
+            }
+            // Keep the last known value; try again at the next call.
+            Err(error) => tracing::debug!("could not read the node configuration: {error}"),
+        }
+        self.refreshing.store(false, Ordering::Release);
+    }
+}
+
+fn session_header(headers: &HeaderMap) -> std::result::Result<String, String> {
+    let value = headers
+        .get(SESSION_HEADER)
+        .ok_or("missing X-session header: name the session, e.g. X-session: cart-42")?;
+    let bytes = value.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_SESSION_NAME
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
+        return Err(format!(
+            "invalid X-session header: a session name is 1 to {MAX_SESSION_NAME} visible ASCII characters (no spaces)"
+        ));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+fn request_id_header(headers: &HeaderMap, kind: HandlerKind) -> std::result::Result<Option<String>, String> {
+    match headers.get(REQUEST_ID_HEADER) {
+        None if kind == HandlerKind::Blocking => Err(
+            "missing X-session-request-id header: a blocking call needs a UUID chosen by the client \
+             and reused when it retries"
+                .to_string(),
+        ),
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(parse_request_id)
+            .map(Some)
+            .ok_or_else(|| "invalid X-session-request-id header: expected a UUID".to_string()),
+    }
+}
+
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> std::result::Result<Bytes, Response> {
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over the limit of {limit} bytes (EDGE_MAX_BODY_BYTES)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("could not read the request body: {error}"),
+        )),
+    }
+}
+
+fn retry_later(message: &str, seconds: u64) -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+fn unavailable(error: &redis::RedisError, during: &str) -> Response {
+    if store::is_unavailable(error) {
+        tracing::warn!("redis unavailable while {during}: {error}");
+        retry_later(&format!("the node's Redis is unreachable ({during}): {error}"), 1)
+    } else {
+        tracing::error!("redis error while {during}: {error}");
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("redis error while {during}: {error}"),
+        )
+    }
+}
+
+fn failed_redis_step(error: &Error, during: &str) -> Response {
+    match error {
+        Error::Redis(error) => unavailable(error, during),
+        other => {
+            tracing::error!("{during} failed: {other}");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{during} failed: {other}"))
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+fn iso(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_iso() -> String {
+    iso(chrono::Utc::now())
+}

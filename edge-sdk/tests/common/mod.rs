@@ -1,0 +1,215 @@
+//! Test fixtures: a real `redis-server` on a free port, and an edge-sdk
+//! server for a handler on `127.0.0.1:0`.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edge_sdk::handler::Handler;
+use edge_sdk::runtime::{Config, serve};
+use tokio::sync::oneshot;
+
+/// A `redis-server` started for one test, in memory, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    pub password: Option<String>,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+impl RedisServer {
+    /// Starts a server without a password.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(None, free_port())
+    }
+
+    /// Starts a server requiring `password`.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        RedisServer::start_with(Some(password.to_string()), free_port())
+    }
+
+    /// Starts a server on `port` (for restarts on the same address).
+    pub fn start_with(password: Option<String>, port: u16) -> RedisServer {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(password) = &password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .spawn()
+            .expect("redis-server must be installed (the README's test command installs it)");
+        let server = RedisServer {
+            child,
+            port,
+            password,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut connection) = self.client().get_connection() {
+                if redis::cmd("PING").query::<String>(&mut connection).is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        let url = match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        };
+        redis::Client::open(url).expect("redis url")
+    }
+
+    /// A synchronous connection for assertions.
+    pub fn connection(&self) -> redis::Connection {
+        self.client().get_connection().expect("connect to test redis")
+    }
+
+    /// Kills the server (its data is lost: it keeps nothing on disk).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A hierarchy with `nodes` (name, gateway) as a chain root → … → leaf,
+/// levels named level0, level1, ….
+pub fn chain_hierarchy(nodes: &[(&str, &str)]) -> String {
+    fn area(nodes: &[(&str, &str)]) -> serde_json::Value {
+        let (name, gateway) = nodes[0];
+        let children = if nodes.len() > 1 { vec![area(&nodes[1..])] } else { vec![] };
+        serde_json::json!({ "areaName": name, "mainLocation": { "openfaas_gateway": gateway }, "areas": children })
+    }
+    let levels: Vec<String> = (0..nodes.len()).map(|i| format!("level{i}")).collect();
+    serde_json::json!({ "areaTypesIdentifiers": levels, "hierarchy": [area(nodes)] }).to_string()
+}
+
+/// Options for [`TestNode::start`].
+pub struct NodeOptions<'a> {
+    pub location: &'a str,
+    pub function: &'a str,
+    pub infrastructure: String,
+    pub extra_env: Vec<(&'a str, String)>,
+}
+
+impl<'a> NodeOptions<'a> {
+    /// One node named `edge` in a two-node chain `cloud` → `edge`.
+    pub fn edge() -> NodeOptions<'a> {
+        NodeOptions {
+            location: "edge",
+            function: "fn",
+            infrastructure: chain_hierarchy(&[("cloud", "http://cloud.test:8080"), ("edge", "http://edge.test:8080")]),
+            extra_env: vec![],
+        }
+    }
+}
+
+/// An edge-sdk server serving one handler in this process.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<edge_sdk::Result<()>>>,
+}
+
+impl TestNode {
+    pub async fn start<H: Handler<K>, K: 'static>(handler: H, redis: &RedisServer, options: NodeOptions<'_>) -> TestNode {
+        let secrets = tempdir();
+        if let Some(password) = &redis.password {
+            std::fs::write(secrets.join("edge-redis-password"), format!("{password}\n")).unwrap();
+        }
+        let mut env: Vec<(String, String)> = vec![
+            ("EDGE_LOCATION".into(), options.location.into()),
+            ("EDGE_FUNCTION".into(), options.function.into()),
+            ("EDGE_INFRASTRUCTURE".into(), options.infrastructure),
+            ("EDGE_REDIS_URL".into(), redis.url()),
+            ("EDGE_SECRETS_DIR".into(), secrets.display().to_string()),
+            ("EDGE_REDIS_TIMEOUT_MS".into(), "1000".into()),
+        ];
+        for (name, value) in options.extra_env {
+            env.retain(|(n, _)| n != name);
+            env.push((name.to_string(), value));
+        }
+        let config = Config::from_lookup(|name| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .expect("test configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(handler, config, listener, async move {
+            let _ = stopped.await;
+        }));
+        TestNode {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Signals shutdown and waits for the server to drain.
+    pub async fn stop(mut self) -> edge_sdk::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.expect("server task")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edge-sdk-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An HTTP client that never follows redirects.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A fresh request id.
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,576 @@
+//! The request pipeline of SPEC section 3 against a real redis-server: one
+//! test per row of the status table, plus concurrency, fencing and
+//! byte-exactness.
+
+mod common;
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{NodeOptions, RedisServer, TestNode, http_client, request_id};
+use edge_sdk::{IntoResponse, Json, Request, Session, StatusCode, blocking, nonblocking};
+use redis::Commands;
+use tokio::sync::Notify;
+
+#[blocking]
+async fn store_body(req: Request, session: &mut Session) -> edge_sdk::Result<impl IntoResponse> {
+    let key = req.uri().query().unwrap_or("value").to_string();
+    session.set_bytes(&key, req.body());
+    Ok((StatusCode::CREATED, format!("stored {} bytes", req.body().len())))
+}
+
+#[nonblocking]
+async fn read_value(req: Request, session: &Session) -> edge_sdk::Result<edge_sdk::Response> {
+    let key = req.uri().query().unwrap_or("value");
+    Ok(match session.get_bytes(key).await? {
+        Some(bytes) => bytes.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+fn hget(redis: &RedisServer, session: &str, field: &str) -> Option<Vec<u8>> {
+    let keys = edge_sdk::store::SessionKeys::new(session);
+    redis.connection().hget(keys.data, field).unwrap()
+}
+
+#[tokio::test]
+async fn handler_status_is_returned_and_writes_are_committed() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let response = http_client()
+        .post(node.url("/?greeting"))
+        .header("X-session", "s1")
+        .header("X-session-request-id", request_id())
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.text().await.unwrap(), "stored 5 bytes");
+    let stored = hget(&redis, "s1", "greeting").unwrap();
+    assert_eq!(&stored[1..], b"hello");
+    let meta: std::collections::HashMap<String, String> =
+        redis.connection().hgetall(edge_sdk::store::SessionKeys::new("s1").meta).unwrap();
+    assert_eq!(meta["proprietaryLocation"], "edge");
+    assert_eq!(meta["currentLocation"], "edge");
+    assert!(meta["timestampCreation"].ends_with('Z'));
+    node.stop().await.unwrap();
+}
+
+async fn assert_400(response: reqwest::Response, naming: &str) {
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["statusCode"], 400);
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(naming), "{message:?} should name {naming}");
+}
+
+#[tokio::test]
+async fn bad_headers_are_400_naming_the_header() {
+    let redis = RedisServer::start();
+    let blocking_node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let reading_node = TestNode::start(read_value, &redis, NodeOptions::edge()).await;
+    let client = http_client();
+    let url = blocking_node.url("/");
+    assert_400(client.post(&url).header("X-session-request-id", request_id()).send().await.unwrap(), "X-session").await;
+    for bad in ["has space", "", &"x".repeat(129), "caf\u{e9}"] {
+        let response = client
+            .post(&url)
+            .header("X-session", bad)
+            .header("X-session-request-id", request_id())
+            .send()
+            .await
+            .unwrap();
+        assert_400(response, "X-session").await;
+    }
+    assert_400(client.post(&url).header("X-session", "s").send().await.unwrap(), "X-session-request-id").await;
+    assert_400(
+        client.post(&url).header("X-session", "s").header("X-session-request-id", "42").send().await.unwrap(),
+        "X-session-request-id",
+    )
+    .await;
+    // 128 visible characters is the longest valid name.
+    let longest = "~".repeat(128);
+    let ok = client
+        .post(&url)
+        .header("X-session", &longest)
+        .header("X-session-request-id", request_id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    // Non-blocking: the request id is optional but must be a UUID when given.
+    let read_url = reading_node.url("/");
+    let response = client.get(&read_url).header("X-session", "s").send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_400(
+        client.get(&read_url).header("X-session", "s").header("X-session-request-id", "nope").send().await.unwrap(),
+        "X-session-request-id",
+    )
+    .await;
+    // Nothing was created by the rejected calls.
+    let count: usize = redis.connection().keys::<_, Vec<String>>("edge:{s}:*").unwrap().len();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn a_session_living_elsewhere_is_a_307_to_that_node() {
+    let redis = RedisServer::start();
+    let blocking_node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let reading_node = TestNode::start(read_value, &redis, NodeOptions::edge()).await;
+    let keys = edge_sdk::store::SessionKeys::new("moved");
+    let _: () = redis
+        .connection()
+        .hset_multiple(&keys.meta, &[("proprietaryLocation", "edge"), ("currentLocation", "cloud")])
+        .unwrap();
+    let client = http_client();
+    for (node, method) in [(&blocking_node, reqwest::Method::POST), (&reading_node, reqwest::Method::GET)] {
+        let response = client
+            .request(method, node.url("/files/a?file=x.mp4"))
+            .header("X-session", "moved")
+            .header("X-session-request-id", request_id())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 307);
+        assert_eq!(response.headers()["location"], "http://cloud.test:8080/function/fn/files/a?file=x.mp4");
+        assert_eq!(response.headers()["x-session-location"], "cloud");
+    }
+    assert!(hget(&redis, "moved", "file=x.mp4").is_none());
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[blocking]
+async fn count_runs(req: Request, session: &mut Session) -> edge_sdk::Result<edge_sdk::Response> {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    session.set("last", "run");
+    let size: usize = req.uri().query().and_then(|q| q.parse().ok()).unwrap_or(3);
+    Ok(http::Response::builder()
+        .status(202)
+        .header("content-type", "text/x-run")
+        .body(bytes::Bytes::from(vec![b'r'; size]))
+        .unwrap())
+}
+
+#[tokio::test]
+async fn a_completed_request_id_is_a_208_replaying_the_original_response() {
+    let redis = RedisServer::start();
+    let mut options = NodeOptions::edge();
+    options.extra_env.push(("EDGE_REPLAY_MAX_BYTES", "100".into()));
+    let node = TestNode::start(count_runs, &redis, options).await;
+    let client = http_client();
+    let id = request_id();
+    let send = |id: String, size: usize| {
+        client
+            .post(node.url(&format!("/?{size}")))
+            .header("X-session", "dedup")
+            .header("X-session-request-id", id)
+            .send()
+    };
+    let first = send(id.clone(), 3).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let again = send(id.to_uppercase(), 3).await.unwrap();
+    assert_eq!(again.status(), 208);
+    assert_eq!(again.headers()["x-session-original-status"], "202");
+    assert_eq!(again.headers()["x-session-replayed"], "true");
+    assert_eq!(again.headers()["content-type"], "text/x-run");
+    assert_eq!(again.bytes().await.unwrap().as_ref(), b"rrr");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the handler ran again");
+    // A response over EDGE_REPLAY_MAX_BYTES is not kept: 208 with no body.
+    let big = request_id();
+    assert_eq!(send(big.clone(), 101).await.unwrap().status(), 202);
+    let replayed = send(big, 101).await.unwrap();
+    assert_eq!(replayed.status(), 208);
+    assert_eq!(replayed.headers()["x-session-replayed"], "false");
+    assert!(replayed.bytes().await.unwrap().is_empty());
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn request_ids_are_bounded_per_session() {
+    let redis = RedisServer::start();
+    let mut options = NodeOptions::edge();
+    options.extra_env.push(("EDGE_REQUEST_ID_MAX", "5".into()));
+    let node = TestNode::start(store_body, &redis, options).await;
+    let client = http_client();
+    for _ in 0..12 {
+        let response = client
+            .post(node.url("/"))
+            .header("X-session", "bounded")
+            .header("X-session-request-id", request_id())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let keys = edge_sdk::store::SessionKeys::new("bounded");
+    let ids: usize = redis.connection().zcard(&keys.reqs).unwrap();
+    let kept: usize = redis.connection().hlen(&keys.resp).unwrap();
+    assert_eq!((ids, kept), (5, 5));
+}
+
+#[tokio::test]
+async fn a_locked_session_is_a_503_with_retry_after() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let keys = edge_sdk::store::SessionKeys::new("busy");
+    let client = http_client();
+    for (token, reason) in [("someone-else", "locked by another call"), ("migration:x", "being migrated")] {
+        let _: () = redis.connection().set_ex(&keys.lock, token, 20).unwrap();
+        let response = client
+            .post(node.url("/"))
+            .header("X-session", "busy")
+            .header("X-session-request-id", request_id())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=20).contains(&retry_after));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(reason));
+    }
+    assert!(hget(&redis, "busy", "value").is_none());
+}
+
+static FAIL_MODE: AtomicUsize = AtomicUsize::new(0);
+
+#[blocking]
+async fn failing(_req: Request, session: &mut Session) -> edge_sdk::Result<&'static str> {
+    session.set("written", "yes");
+    session.set_json("counter", &1)?;
+    match FAIL_MODE.load(Ordering::SeqCst) {
+        1 => Err(edge_sdk::Error::custom("deliberate failure")),
+        2 => panic!("deliberate panic"),
+        _ => Ok("fine"),
+    }
+}
+
+#[tokio::test]
+async fn a_failing_or_panicking_handler_is_a_500_writes_nothing_and_frees_the_lock() {
+    let redis = RedisServer::start();
+    // A long lock TTL: if the lock were left held, the next call would be 503.
+    let mut options = NodeOptions::edge();
+    options.extra_env.push(("exec_timeout", "5m".into()));
+    let node = TestNode::start(failing, &redis, options).await;
+    let client = http_client();
+    let keys = edge_sdk::store::SessionKeys::new("fails");
+    for (mode, message) in [(1, "deliberate failure"), (2, "deliberate panic")] {
+        FAIL_MODE.store(mode, Ordering::SeqCst);
+        let id = request_id();
+        let response = client
+            .post(node.url("/"))
+            .header("X-session", "fails")
+            .header("X-session-request-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(message));
+        assert!(hget(&redis, "fails", "written").is_none());
+        let lock_exists: bool = redis.connection().exists(&keys.lock).unwrap();
+        assert!(!lock_exists, "the lock must be released at once");
+        let recorded: Option<f64> = redis.connection().zscore(&keys.reqs, &id).unwrap();
+        assert!(recorded.is_none(), "a failed call's id is not recorded");
+    }
+    // The very next call gets the lock at once, and a retry of a failed id runs.
+    FAIL_MODE.store(0, Ordering::SeqCst);
+    let response = client
+        .post(node.url("/"))
+        .header("X-session", "fails")
+        .header("X-session-request-id", request_id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(hget(&redis, "fails", "written").unwrap(), b"syes");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413() {
+    let redis = RedisServer::start();
+    let mut options = NodeOptions::edge();
+    options.extra_env.push(("EDGE_MAX_BODY_BYTES", "1024".into()));
+    let node = TestNode::start(store_body, &redis, options).await;
+    let client = http_client();
+    let response = client
+        .post(node.url("/"))
+        .header("X-session", "big")
+        .header("X-session-request-id", request_id())
+        .body(vec![0u8; 1025])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // Also without a Content-Length (chunked upload).
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![1u8; 800]), Ok(vec![2u8; 800])];
+    let response = client
+        .post(node.url("/"))
+        .header("X-session", "big")
+        .header("X-session-request-id", request_id())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(hget(&redis, "big", "value").is_none());
+    let exact = client
+        .post(node.url("/"))
+        .header("X-session", "big")
+        .header("X-session-request-id", request_id())
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exact.status(), 201);
+}
+
+static SLOW_RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+#[blocking]
+async fn slow_or_fast(req: Request, session: &mut Session) -> edge_sdk::Result<&'static str> {
+    let who = String::from_utf8(req.body().to_vec())?;
+    session.set("writer", &who);
+    if who == "slow" {
+        SLOW_RELEASE.notified().await;
+    }
+    Ok("done")
+}
+
+#[tokio::test]
+async fn a_handler_that_outlives_its_lock_is_a_423_and_writes_nothing() {
+    let redis = RedisServer::start();
+    let _: () = redis.connection().hset("edge:config", "sessions_locks_expiration_time", 1).unwrap();
+    let node = TestNode::start(slow_or_fast, &redis, NodeOptions::edge()).await;
+    let client = http_client();
+    let call = |body: &'static str, id: String| {
+        client
+            .post(node.url("/"))
+            .header("X-session", "fenced")
+            .header("X-session-request-id", id)
+            .body(body)
+            .send()
+    };
+    let slow = tokio::spawn(call("slow", request_id()));
+    let lock = edge_sdk::store::SessionKeys::new("fenced").lock;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !redis.connection().exists::<_, bool>(&lock).unwrap() {
+        assert!(Instant::now() < deadline, "the slow call never took the lock");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The fast writer retries (same id) until the slow call's lock expires.
+    let fast_id = request_id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = call("fast", fast_id.clone()).await.unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(response.status(), 503);
+        assert!(Instant::now() < deadline, "the expired lock was never taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    SLOW_RELEASE.notify_one();
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status(), 423);
+    let body: serde_json::Value = slow.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("nothing was written"));
+    assert_eq!(hget(&redis, "fenced", "writer").unwrap(), b"sfast");
+}
+
+#[blocking]
+async fn increment(_req: Request, session: &mut Session) -> edge_sdk::Result<String> {
+    let value: u64 = session.get_json("counter").await?.unwrap_or(0);
+    // Give other calls a chance to interleave if the lock did not exclude them.
+    tokio::task::yield_now().await;
+    session.set_json("counter", &(value + 1))?;
+    Ok((value + 1).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_are_neither_lost_nor_applied_twice() {
+    const CLIENTS: usize = 32;
+    const INCREMENTS: usize = 50;
+    let redis = RedisServer::start();
+    let node = TestNode::start(increment, &redis, NodeOptions::edge()).await;
+    let url = node.url("/");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..CLIENTS {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..INCREMENTS {
+                let id = request_id();
+                let mut attempt = 0u64;
+                loop {
+                    attempt += 1;
+                    assert!(attempt < 10_000, "worker {worker} call {i} never acknowledged");
+                    match client
+                        .post(&url)
+                        .header("X-session", "counter")
+                        .header("X-session-request-id", &id)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 || r.status() == 208 => {
+                            acknowledged.push(id.clone());
+                            break;
+                        }
+                        Ok(r) if r.status() == 503 || r.status() == 423 => {}
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(e) if e.is_timeout() => {}
+                        Err(e) => panic!("request failed: {e}"),
+                    }
+                    let backoff = 1 + (attempt.min(20) * (worker as u64 % 7 + 1)) % 25;
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+            }
+            acknowledged
+        }));
+    }
+    let mut distinct = std::collections::HashSet::new();
+    for task in tasks {
+        distinct.extend(task.await.unwrap());
+    }
+    let stored = hget(&redis, "counter", "counter").unwrap();
+    let final_value: usize = std::str::from_utf8(&stored[1..]).unwrap().parse().unwrap();
+    assert_eq!(distinct.len(), CLIENTS * INCREMENTS);
+    assert_eq!(final_value, distinct.len());
+}
+
+#[blocking]
+async fn store_all_kinds(req: Request, session: &mut Session) -> edge_sdk::Result<String> {
+    let text = String::from_utf8(req.body().to_vec()).unwrap_or_default();
+    session.set("text", &text);
+    session.set_bytes("bytes", req.body());
+    session.set_list("list", [text.as_str(), "", "second\n"]);
+    session.set_json("json", &serde_json::json!({ "text": text }))?;
+    // Reads inside the call see its own buffered writes.
+    let echoed = session.get_bytes("bytes").await?.unwrap();
+    assert_eq!(echoed.as_ref(), req.body().as_ref());
+    Ok("ok".into())
+}
+
+#[nonblocking]
+async fn read_all_kinds(req: Request, session: &Session) -> edge_sdk::Result<Json<serde_json::Value>> {
+    let which = req.uri().query().unwrap_or("");
+    Ok(Json(match which {
+        "bytes" => {
+            let bytes = session.get_bytes("bytes").await?.unwrap_or_default();
+            serde_json::json!({ "len": bytes.len(), "sum": bytes.iter().map(|&b| b as u64).sum::<u64>() })
+        }
+        _ => serde_json::json!({
+            "text": session.get("text").await?,
+            "list": session.get_list("list").await?,
+            "json": session.get_json::<serde_json::Value>("json").await?,
+            "missing": session.get("missing").await?,
+        }),
+    }))
+}
+
+#[tokio::test]
+async fn values_round_trip_byte_exact() {
+    let redis = RedisServer::start();
+    let writer = TestNode::start(store_all_kinds, &redis, NodeOptions::edge()).await;
+    let reader = TestNode::start(read_all_kinds, &redis, NodeOptions::edge()).await;
+    let client = http_client();
+    let tricky = "quote ' \" ]] end -- \n newline \0 nul \r\n ünïcødé \\ backslash";
+    let response = client
+        .post(writer.url("/"))
+        .header("X-session", "kinds")
+        .header("X-session-request-id", request_id())
+        .body(tricky)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let read: serde_json::Value = client
+        .get(reader.url("/"))
+        .header("X-session", "kinds")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["text"], tricky);
+    assert_eq!(read["list"], serde_json::json!([tricky, "", "second\n"]));
+    assert_eq!(read["json"]["text"], tricky);
+    assert_eq!(read["missing"], serde_json::Value::Null);
+    assert_eq!(&hget(&redis, "kinds", "bytes").unwrap()[1..], tricky.as_bytes());
+
+    // 5 MiB of binary, every byte value, through a blocking write and a
+    // non-blocking read.
+    let big: Vec<u8> = (0..5 * 1024 * 1024).map(|i: usize| (i * 7 + i / 251) as u8).collect();
+    let response = client
+        .post(writer.url("/"))
+        .header("X-session", "big-binary")
+        .header("X-session-request-id", request_id())
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(&hget(&redis, "big-binary", "bytes").unwrap()[1..], &big[..]);
+    let read: serde_json::Value = client
+        .get(reader.url("/?bytes"))
+        .header("X-session", "big-binary")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["len"], big.len());
+    assert_eq!(read["sum"], big.iter().map(|&b| b as u64).sum::<u64>());
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_503_and_the_node_recovers_by_itself() {
+    let mut redis = RedisServer::start_with_password("s3cret pass");
+    let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let client = http_client();
+    let call = || {
+        client
+            .post(node.url("/"))
+            .header("X-session", "heal")
+            .header("X-session-request-id", request_id())
+            .body("x")
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 201);
+    let port = redis.port;
+    let password = redis.password.clone();
+    redis.kill();
+    let response = call().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("Redis is unreachable"), "{body}");
+    let _restarted = RedisServer::start_with(password, port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = call().await.unwrap().status();
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the node did not recover after Redis came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_answers_without_redis_and_shutdown_drains() {
+    let mut redis = RedisServer::start();
+    let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    redis.kill();
+    let response = http_client().get(node.url("/_/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    node.stop().await.unwrap();
+}

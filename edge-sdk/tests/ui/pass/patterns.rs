@@ -1,0 +1,9 @@
+use edge_sdk::{Request, Session, blocking};
+
+#[blocking]
+async fn handle(mut req: Request, _: &mut Session) -> edge_sdk::Result<String> {
+    *req.body_mut() = Default::default();
+    Ok(req.uri().path().to_owned())
+}
+
+fn main() {}

@@ -8,7 +8,7 @@
 //!
 //! Each attribute works in three steps:
 //!
-//! 1. **parse** the item into a [`HandlerSpec`](spec::HandlerSpec);
+//! 1. **parse** the item into a typed description of the handler;
 //! 2. **validate** everything that can be seen in the tokens (async, argument
 //!    count, `&mut Session` versus `&Session`, no generics, no `self`, a
 //!    return type, no attribute arguments), reporting every problem at once,

@@ -9,8 +9,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Error, FnArg, GenericArgument, Item, ItemFn, PatType, PathArguments, ReturnType,
-    Signature, Type,
+    Attribute, Error, FnArg, GenericArgument, Item, ItemFn, PatType, Path, PathArguments,
+    ReturnType, Signature, Type,
 };
 
 /// Which attribute is being expanded.
@@ -72,16 +72,15 @@ impl HandlerSpec {
         let mut errors = Errors::default();
         check_attributes(kind, &function.attrs, &mut errors);
         check_qualifiers(&function.sig, &mut errors);
-        check_generics(&function.sig, &mut errors);
+        check_generics(kind, &function.sig, &mut errors);
         let arguments = check_arguments(kind, &function.sig, &mut errors);
         let output = match &function.sig.output {
             ReturnType::Type(_, output) => Some((**output).clone()),
             ReturnType::Default => {
                 errors.push(Error::new(
                     function.sig.paren_token.span.close(),
-                    "handlers return `edge_sdk::Result<impl IntoResponse>`; \
-                     add `-> edge_sdk::Result<edge_sdk::Response>` (or another \
-                     `edge_sdk::Result<impl IntoResponse>`) after the arguments",
+                    "handlers return `edge_sdk::Result<impl IntoResponse>`; add a return \
+                     type such as `-> edge_sdk::Result<edge_sdk::Response>`",
                 ));
                 None
             }
@@ -145,10 +144,7 @@ pub(crate) fn not_a_function(kind: Kind, item: &TokenStream) -> Error {
 /// with the other rules and contradict the first.
 fn check_attributes(kind: Kind, attributes: &[Attribute], errors: &mut Errors) {
     for attribute in attributes {
-        let Some(last) = attribute.path().segments.last() else {
-            continue;
-        };
-        if last.ident == "blocking" || last.ident == "nonblocking" {
+        if is_handler_attribute(attribute) {
             errors.push(Error::new_spanned(
                 attribute,
                 format!(
@@ -160,18 +156,22 @@ fn check_attributes(kind: Kind, attributes: &[Attribute], errors: &mut Errors) {
     }
 }
 
+/// `#[blocking]`, `#[nonblocking]`, or either through a path such as
+/// `#[edge_sdk::blocking]`.
+pub(crate) fn is_handler_attribute(attribute: &Attribute) -> bool {
+    attribute
+        .path()
+        .segments
+        .last()
+        .is_some_and(|last| last.ident == "blocking" || last.ident == "nonblocking")
+}
+
 /// `async`, and none of `const`, `unsafe`, `extern` or `...`.
 fn check_qualifiers(signature: &Signature, errors: &mut Errors) {
     if let Some(constness) = &signature.constness {
         errors.push(Error::new(
             constness.span,
             "handlers cannot be `const fn`: remove `const`",
-        ));
-    }
-    if signature.asyncness.is_none() {
-        errors.push(Error::new(
-            signature.fn_token.span,
-            "handlers must be async: write `async fn …`",
         ));
     }
     if let Some(unsafety) = &signature.unsafety {
@@ -191,6 +191,12 @@ fn check_qualifiers(signature: &Signature, errors: &mut Errors) {
             format!("handlers use the Rust calling convention: remove `{written}`"),
         ));
     }
+    if signature.asyncness.is_none() {
+        errors.push(Error::new(
+            signature.fn_token.span,
+            "handlers must be async: write `async fn …`",
+        ));
+    }
     if let Some(variadic) = &signature.variadic {
         errors.push(Error::new_spanned(
             variadic,
@@ -200,13 +206,15 @@ fn check_qualifiers(signature: &Signature, errors: &mut Errors) {
 }
 
 /// No type, const or lifetime parameters and no `where` clause.
-fn check_generics(signature: &Signature, errors: &mut Errors) {
+fn check_generics(kind: Kind, signature: &Signature, errors: &mut Errors) {
     let generics = &signature.generics;
     if !generics.params.is_empty() {
         errors.push(Error::new_spanned(
             generics,
-            "handlers cannot be generic; remove the parameters in `<…>` and name \
-             the concrete types, as in `async fn handle(req: Request, session: &mut Session)`",
+            format!(
+                "handlers cannot be generic; remove `<…>` and name the concrete types: `{}`",
+                kind.signature()
+            ),
         ));
     }
     if let Some(where_clause) = &generics.where_clause {
@@ -302,6 +310,20 @@ fn check_session(kind: Kind, session: &PatType, errors: &mut Errors) -> bool {
         ));
         return false;
     };
+    if let Some(lifetime) = &reference.lifetime
+        && lifetime.ident != "_"
+    {
+        // The runtime lends the session for one call only, so the handler
+        // must accept a borrow of any lifetime.
+        errors.push(Error::new_spanned(
+            lifetime,
+            format!(
+                "the session is lent for one call only; remove `{lifetime}` and write `{}`",
+                kind.session_argument()
+            ),
+        ));
+        return false;
+    }
     let message = match (kind, reference.mutability) {
         (Kind::Blocking, Some(_)) | (Kind::NonBlocking, None) => return true,
         (Kind::Blocking, None) => {
@@ -341,49 +363,45 @@ pub(crate) fn find_impl_trait(ty: &Type) -> Option<&Type> {
         Type::Reference(inner) => find_impl_trait(&inner.elem),
         Type::Slice(inner) => find_impl_trait(&inner.elem),
         Type::Tuple(tuple) => tuple.elems.iter().find_map(find_impl_trait),
-        Type::Path(path) => {
-            let qself = path.qself.as_ref().and_then(|q| find_impl_trait(&q.ty));
-            qself.or_else(|| {
-                path.path
-                    .segments
-                    .iter()
-                    .find_map(|segment| match &segment.arguments {
-                        PathArguments::AngleBracketed(arguments) => {
-                            arguments.args.iter().find_map(|argument| match argument {
-                                GenericArgument::Type(ty) => find_impl_trait(ty),
-                                GenericArgument::AssocType(assoc) => find_impl_trait(&assoc.ty),
-                                _ => None,
-                            })
-                        }
-                        PathArguments::Parenthesized(arguments) => {
-                            arguments.inputs.iter().find_map(find_impl_trait).or_else(|| {
-                                match &arguments.output {
-                                    ReturnType::Type(_, ty) => find_impl_trait(ty),
-                                    ReturnType::Default => None,
-                                }
-                            })
-                        }
-                        PathArguments::None => None,
-                    })
-            })
-        }
+        Type::Path(path) => path
+            .qself
+            .as_ref()
+            .and_then(|qself| find_impl_trait(&qself.ty))
+            .or_else(|| find_impl_trait_in_path(&path.path)),
         _ => None,
     }
 }
 
+/// The first `impl Trait` among the generic arguments of `path`, as in
+/// `edge_sdk::Result<impl IntoResponse>`.
+fn find_impl_trait_in_path(path: &Path) -> Option<&Type> {
+    path.segments
+        .iter()
+        .filter_map(|segment| match &segment.arguments {
+            PathArguments::AngleBracketed(arguments) => Some(&arguments.args),
+            PathArguments::None | PathArguments::Parenthesized(_) => None,
+        })
+        .flatten()
+        .find_map(|argument| match argument {
+            GenericArgument::Type(ty) => find_impl_trait(ty),
+            GenericArgument::AssocType(assoc) => find_impl_trait(&assoc.ty),
+            _ => None,
+        })
+}
+
 /// Every error found, combined into one so that all are reported at once.
 #[derive(Default)]
-pub(crate) struct Errors(Option<Error>);
+struct Errors(Option<Error>);
 
 impl Errors {
-    pub(crate) fn push(&mut self, error: Error) {
+    fn push(&mut self, error: Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    pub(crate) fn finish(self) -> syn::Result<()> {
+    fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }
 

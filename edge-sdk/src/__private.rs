@@ -1,9 +1,9 @@
 //! Items the `#[blocking]` and `#[nonblocking]` macros expand to. Not part
 //! of the public API: names and signatures may change in any release.
 
+use crate::Result;
 use crate::http::{IntoResponse, Request};
 use crate::session::Session;
-use crate::Result;
 
 /// Implemented only for `edge_sdk::Request`; asserted on a handler's first
 /// argument so that a wrong type is reported there.

@@ -98,9 +98,10 @@ mod tests {
     fn retained_responses_replay_byte_exact() {
         let mut original = Response::new(Bytes::from_static(b"a\nb\0\"c"));
         *original.status_mut() = StatusCode::CREATED;
-        original
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x; a=b"));
+        original.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/x; a=b"),
+        );
         let replayed = replay(retained_form(&original, 1024));
         assert_eq!(replayed.status(), StatusCode::ALREADY_REPORTED);
         assert_eq!(replayed.headers()[ORIGINAL_STATUS_HEADER], "201");

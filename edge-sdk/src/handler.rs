@@ -89,8 +89,11 @@ pub trait Handler<Kind>: Send + Sync + 'static {
     const KIND: HandlerKind;
     /// Runs the handler on `session` (which a non-blocking handler only
     /// reads).
-    fn call<'a>(&'a self, request: Request, session: &'a mut Session)
-    -> BoxFuture<'a, Result<Response>>;
+    fn call<'a>(
+        &'a self,
+        request: Request,
+        session: &'a mut Session,
+    ) -> BoxFuture<'a, Result<Response>>;
 }
 
 impl<F> Handler<Blocking> for F

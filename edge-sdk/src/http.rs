@@ -44,10 +44,9 @@ impl<B: Into<Bytes>> IntoResponse for http::Response<B> {
 
 fn with_content_type(body: Bytes, content_type: &'static str) -> Response {
     let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -59,7 +58,10 @@ impl IntoResponse for String {
 
 impl IntoResponse for &'static str {
     fn into_response(self) -> Response {
-        with_content_type(Bytes::from_static(self.as_bytes()), "text/plain; charset=utf-8")
+        with_content_type(
+            Bytes::from_static(self.as_bytes()),
+            "text/plain; charset=utf-8",
+        )
     }
 }
 

@@ -154,8 +154,16 @@ fn parse_begin(reply: Vec<Value>) -> Result<Begin> {
 }
 
 /// Releases the lock if `token` still holds it; returns whether it did.
-pub async fn release(redis: &mut ConnectionManager, keys: &SessionKeys, token: &str) -> Result<bool> {
-    let deleted: i64 = RELEASE.key(&keys.lock).arg(token).invoke_async(redis).await?;
+pub async fn release(
+    redis: &mut ConnectionManager,
+    keys: &SessionKeys,
+    token: &str,
+) -> Result<bool> {
+    let deleted: i64 = RELEASE
+        .key(&keys.lock)
+        .arg(token)
+        .invoke_async(redis)
+        .await?;
     Ok(deleted == 1)
 }
 

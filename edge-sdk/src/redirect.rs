@@ -36,9 +36,11 @@ pub fn location_url(
     function: &str,
     uri: &Uri,
 ) -> Result<String> {
-    let gateway = infrastructure
-        .gateway(node)
-        .ok_or_else(|| Error::custom(format!("node {node:?} has no openfaas_gateway in EDGE_INFRASTRUCTURE")))?;
+    let gateway = infrastructure.gateway(node).ok_or_else(|| {
+        Error::custom(format!(
+            "node {node:?} has no openfaas_gateway in EDGE_INFRASTRUCTURE"
+        ))
+    })?;
     let mut url = format!("{}/function/{function}", gateway.trim_end_matches('/'));
     let path = uri.path();
     if path != "/" && !path.is_empty() {
@@ -52,7 +54,12 @@ pub fn location_url(
 }
 
 /// The 307 answer sending the client to `node`.
-pub fn redirect(infrastructure: &Infrastructure, node: &str, function: &str, uri: &Uri) -> Response {
+pub fn redirect(
+    infrastructure: &Infrastructure,
+    node: &str,
+    function: &str,
+    uri: &Uri,
+) -> Response {
     let url = match location_url(infrastructure, node, function, uri) {
         Ok(url) => url,
         Err(error) => {
@@ -62,7 +69,8 @@ pub fn redirect(infrastructure: &Infrastructure, node: &str, function: &str, uri
             );
         }
     };
-    let (Ok(location), Ok(node_value)) = (HeaderValue::from_str(&url), HeaderValue::from_str(node)) else {
+    let (Ok(location), Ok(node_value)) = (HeaderValue::from_str(&url), HeaderValue::from_str(node))
+    else {
         return json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot build a redirect header for node {node:?}"),

@@ -83,7 +83,10 @@ pub async fn run<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("edge-sdk: configuration error in EDGE_LISTEN: cannot listen on {}: {error}", config.listen);
+            eprintln!(
+                "edge-sdk: configuration error in EDGE_LISTEN: cannot listen on {}: {error}",
+                config.listen
+            );
             return ExitCode::from(78);
         }
     };
@@ -91,6 +94,21 @@ pub async fn run<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("edge-sdk: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// [`run`] on a multi-threaded Tokio runtime of its own, for a `main`
+/// that is not async: `fn main() -> ExitCode { edge_sdk::runtime::start(handle) }`.
+pub fn start<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(handler)),
+        Err(error) => {
+            eprintln!("edge-sdk: cannot start the Tokio runtime: {error}");
             ExitCode::FAILURE
         }
     }
@@ -108,7 +126,11 @@ where
     H: Handler<K>,
     K: 'static,
 {
-    let redis = store::connect(&config.redis_url, config.redis_password.as_deref(), config.redis_timeout)?;
+    let redis = store::connect(
+        &config.redis_url,
+        config.redis_password.as_deref(),
+        config.redis_timeout,
+    )?;
     let shared = Arc::new(Shared {
         handler,
         node: Arc::from(config.location.as_str()),
@@ -193,7 +215,12 @@ impl<H: Handler<K>, K> Shared<H, K> {
         }
     }
 
-    async fn blocking_call(&self, session_id: String, request_id: String, request: Request) -> Response {
+    async fn blocking_call(
+        &self,
+        session_id: String,
+        request_id: String,
+        request: Request,
+    ) -> Response {
         let keys = SessionKeys::new(&session_id);
         let token = new_token();
         let mut redis = self.redis.clone();
@@ -211,16 +238,15 @@ impl<H: Handler<K>, K> Shared<H, K> {
             Err(error) => return failed_redis_step(&error, "taking the session lock"),
             Ok(Begin::Moved { location }) => return self.redirect_to(&location, &request),
             Ok(Begin::Completed(retained)) => return replay(retained),
-            Ok(Begin::Locked {
-                expires_in,
-                by_migration,
-            }) => {
+            Ok(Begin::Locked { by_migration, .. }) => {
                 let reason = if by_migration {
                     "the session is being migrated to another node"
                 } else {
                     "the session is locked by another call"
                 };
-                return retry_later(reason, expires_in.as_secs_f64().ceil().max(1.0) as u64);
+                // The holder usually finishes long before its lock would
+                // expire, so suggest a short wait rather than the TTL left.
+                return retry_later(reason, 1);
             }
             Ok(Begin::Acquired { proprietary }) => proprietary,
         };
@@ -245,7 +271,10 @@ impl<H: Handler<K>, K> Shared<H, K> {
                 };
                 tracing::error!(session = session.id(), "{message}; nothing written");
                 if let Err(error) = release(&mut redis, &keys, &token).await {
-                    tracing::warn!(session = session.id(), "could not release the lock: {error}");
+                    tracing::warn!(
+                        session = session.id(),
+                        "could not release the lock: {error}"
+                    );
                 }
                 return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message);
             }
@@ -266,7 +295,10 @@ impl<H: Handler<K>, K> Shared<H, K> {
                 "the call's session lock expired or was taken over before the commit: nothing was \
                  written; retry with the same X-session-request-id",
             ),
-            Err(error) => failed_redis_step(&error, "committing (retry with the same X-session-request-id)"),
+            Err(error) => failed_redis_step(
+                &error,
+                "committing (retry with the same X-session-request-id)",
+            ),
         }
     }
 
@@ -281,7 +313,9 @@ impl<H: Handler<K>, K> Shared<H, K> {
             .await;
         let proprietary = match meta {
             Err(error) => return unavailable(&error, "reading the session's location"),
-            Ok((Some(current), _)) if *current != *self.node => return self.redirect_to(&current, &request),
+            Ok((Some(current), _)) if *current != *self.node => {
+                return self.redirect_to(&current, &request);
+            }
             Ok((_, proprietary)) => proprietary.unwrap_or_default(),
         };
         let mut session = Session::new(
@@ -299,7 +333,10 @@ impl<H: Handler<K>, K> Shared<H, K> {
         match session.read_conflict() {
             Some(ReadConflict::Moved(location)) => return self.redirect_to_uri(&location, &uri),
             Some(ReadConflict::Changed) => {
-                return retry_later("the session was committed to while this read-only call read it", 1);
+                return retry_later(
+                    "the session was committed to while this read-only call read it",
+                    1,
+                );
             }
             None => {}
         }
@@ -308,7 +345,10 @@ impl<H: Handler<K>, K> Shared<H, K> {
             Ok(Err(Error::Redis(error))) => unavailable(&error, "reading the session"),
             Ok(Err(error)) => {
                 tracing::error!(session = session.id(), "the handler failed: {error}");
-                json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the handler failed: {error}"))
+                json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("the handler failed: {error}"),
+                )
             }
             Err(panic) => {
                 let message = format!("the handler panicked: {}", panic_message(&*panic));
@@ -323,7 +363,12 @@ impl<H: Handler<K>, K> Shared<H, K> {
     }
 
     fn redirect_to_uri(&self, location: &str, uri: &http::Uri) -> Response {
-        redirect(&self.config.infrastructure, location, &self.config.function, uri)
+        redirect(
+            &self.config.infrastructure,
+            location,
+            &self.config.function,
+            uri,
+        )
     }
 }
 
@@ -346,7 +391,8 @@ impl NodeSettings {
 
     fn lock_ttl(self: &Arc<Self>, default: Duration) -> Duration {
         let (ttl, read_at) = *self.lock_ttl.lock().expect("node settings poisoned");
-        if read_at.elapsed() > NODE_CONFIG_REFRESH && !self.refreshing.swap(true, Ordering::AcqRel) {
+        if read_at.elapsed() > NODE_CONFIG_REFRESH && !self.refreshing.swap(true, Ordering::AcqRel)
+        {
             let this = Arc::clone(self);
             tokio::spawn(async move { this.refresh().await });
         }
@@ -363,7 +409,10 @@ impl NodeSettings {
         let mut cached = self.lock_ttl.lock().expect("node settings poisoned");
         match read {
             Ok(value) => {
-                let ttl = value.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0);
+                let ttl = value
+                    .as_deref()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .filter(|&s| s > 0);
                 if value.is_some() && ttl.is_none() {
                     tracing::warn!(
                         "ignoring {}={value:?} in {}: not a positive number of seconds",
@@ -396,7 +445,10 @@ fn session_header(headers: &HeaderMap) -> std::result::Result<String, String> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-fn request_id_header(headers: &HeaderMap, kind: HandlerKind) -> std::result::Result<Option<String>, String> {
+fn request_id_header(
+    headers: &HeaderMap,
+    kind: HandlerKind,
+) -> std::result::Result<Option<String>, String> {
     match headers.get(REQUEST_ID_HEADER) {
         None if kind == HandlerKind::Blocking => Err(
             "missing X-session-request-id header: a blocking call needs a UUID chosen by the client \
@@ -452,7 +504,10 @@ fn retry_later(message: &str, seconds: u64) -> Response {
 fn unavailable(error: &redis::RedisError, during: &str) -> Response {
     if store::is_unavailable(error) {
         tracing::warn!("redis unavailable while {during}: {error}");
-        retry_later(&format!("the node's Redis is unreachable ({during}): {error}"), 1)
+        retry_later(
+            &format!("the node's Redis is unreachable ({during}): {error}"),
+            1,
+        )
     } else {
         tracing::error!("redis error while {during}: {error}");
         json_error(
@@ -467,7 +522,10 @@ fn failed_redis_step(error: &Error, during: &str) -> Response {
         Error::Redis(error) => unavailable(error, during),
         other => {
             tracing::error!("{during} failed: {other}");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{during} failed: {other}"))
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{during} failed: {other}"),
+            )
         }
     }
 }

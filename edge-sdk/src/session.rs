@@ -249,7 +249,9 @@ impl Session {
         let key = key.as_ref();
         match self.read(key).await? {
             None => Ok(None),
-            Some(stored) if stored[0] == TAG_LIST => Ok(Some(serde_json::from_slice(&stored[1..])?)),
+            Some(stored) if stored[0] == TAG_LIST => {
+                Ok(Some(serde_json::from_slice(&stored[1..])?))
+            }
             Some(stored) => Err(wrong_type(key, "a list", &stored)),
         }
     }
@@ -260,7 +262,9 @@ impl Session {
         let key = key.as_ref();
         match self.read(key).await? {
             None => Ok(None),
-            Some(stored) if stored[0] == TAG_STRING => Ok(Some(serde_json::from_slice(&stored[1..])?)),
+            Some(stored) if stored[0] == TAG_STRING => {
+                Ok(Some(serde_json::from_slice(&stored[1..])?))
+            }
             Some(stored) => Err(wrong_type(key, "a JSON string", &stored)),
         }
     }
@@ -288,7 +292,11 @@ impl Session {
     }
 
     /// Stores a value as a JSON string.
-    pub fn set_json<T: Serialize + ?Sized>(&mut self, key: impl AsRef<str>, value: &T) -> Result<()> {
+    pub fn set_json<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl AsRef<str>,
+        value: &T,
+    ) -> Result<()> {
         let encoded = serde_json::to_vec(value)?;
         self.buffer(key.as_ref(), TAG_STRING, &encoded);
         Ok(())
@@ -303,7 +311,8 @@ impl Session {
         let mut stored = Vec::with_capacity(payload.len() + 1);
         stored.push(tag);
         stored.extend_from_slice(payload);
-        self.writes.insert(key.to_string(), Some(Bytes::from(stored)));
+        self.writes
+            .insert(key.to_string(), Some(Bytes::from(stored)));
     }
 
     /// The stored (tagged) value of `key` as this call sees it.
@@ -368,7 +377,9 @@ impl Session {
             }
         };
         if value.as_ref().is_some_and(|v| v.is_empty()) {
-            return Err(Error::custom(format!("session key {key:?} holds an untyped empty value")));
+            return Err(Error::custom(format!(
+                "session key {key:?} holds an untyped empty value"
+            )));
         }
         self.state
             .lock()
@@ -379,11 +390,19 @@ impl Session {
     }
 
     pub(crate) fn read_conflict(&mut self) -> Option<ReadConflict> {
-        self.state.get_mut().expect("session read state poisoned").conflict.clone()
+        self.state
+            .get_mut()
+            .expect("session read state poisoned")
+            .conflict
+            .clone()
     }
 
     /// Applies the buffered writes if `token` still holds the lock.
-    pub(crate) async fn commit(&mut self, token: &str, record: CommitRecord<'_>) -> Result<CommitOutcome> {
+    pub(crate) async fn commit(
+        &mut self,
+        token: &str,
+        record: CommitRecord<'_>,
+    ) -> Result<CommitOutcome> {
         let mut script = COMMIT.prepare_invoke();
         script
             .key(&self.keys.meta)
@@ -398,7 +417,11 @@ impl Session {
             .arg(record.now_ms)
             .arg(record.retention_ms)
             .arg(record.max_ids)
-            .arg(if record.retained_response.is_some() { "1" } else { "0" })
+            .arg(if record.retained_response.is_some() {
+                "1"
+            } else {
+                "0"
+            })
             .arg(record.retained_response.as_deref().unwrap_or(b""));
         for (field, value) in &self.writes {
             match value {

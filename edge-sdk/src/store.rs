@@ -140,8 +140,13 @@ pub fn is_unavailable(error: &RedisError) -> bool {
         || matches!(
             error.kind(),
             ErrorKind::Server(
-                ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
             ) | ErrorKind::AuthenticationFailed
         )
-        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "LOADING" | "MASTERDOWN"))
+        || matches!(
+            error.code(),
+            Some("NOAUTH" | "WRONGPASS" | "LOADING" | "MASTERDOWN")
+        )
 }

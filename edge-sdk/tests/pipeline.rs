@@ -17,7 +17,10 @@ use tokio::sync::Notify;
 async fn store_body(req: Request, session: &mut Session) -> edge_sdk::Result<impl IntoResponse> {
     let key = req.uri().query().unwrap_or("value").to_string();
     session.set_bytes(&key, req.body());
-    Ok((StatusCode::CREATED, format!("stored {} bytes", req.body().len())))
+    Ok((
+        StatusCode::CREATED,
+        format!("stored {} bytes", req.body().len()),
+    ))
 }
 
 #[nonblocking]
@@ -50,8 +53,10 @@ async fn handler_status_is_returned_and_writes_are_committed() {
     assert_eq!(response.text().await.unwrap(), "stored 5 bytes");
     let stored = hget(&redis, "s1", "greeting").unwrap();
     assert_eq!(&stored[1..], b"hello");
-    let meta: std::collections::HashMap<String, String> =
-        redis.connection().hgetall(edge_sdk::store::SessionKeys::new("s1").meta).unwrap();
+    let meta: std::collections::HashMap<String, String> = redis
+        .connection()
+        .hgetall(edge_sdk::store::SessionKeys::new("s1").meta)
+        .unwrap();
     assert_eq!(meta["proprietaryLocation"], "edge");
     assert_eq!(meta["currentLocation"], "edge");
     assert!(meta["timestampCreation"].ends_with('Z'));
@@ -73,7 +78,16 @@ async fn bad_headers_are_400_naming_the_header() {
     let reading_node = TestNode::start(read_value, &redis, NodeOptions::edge()).await;
     let client = http_client();
     let url = blocking_node.url("/");
-    assert_400(client.post(&url).header("X-session-request-id", request_id()).send().await.unwrap(), "X-session").await;
+    assert_400(
+        client
+            .post(&url)
+            .header("X-session-request-id", request_id())
+            .send()
+            .await
+            .unwrap(),
+        "X-session",
+    )
+    .await;
     for bad in ["has space", "", &"x".repeat(129), "caf\u{e9}"] {
         let response = client
             .post(&url)
@@ -84,9 +98,24 @@ async fn bad_headers_are_400_naming_the_header() {
             .unwrap();
         assert_400(response, "X-session").await;
     }
-    assert_400(client.post(&url).header("X-session", "s").send().await.unwrap(), "X-session-request-id").await;
     assert_400(
-        client.post(&url).header("X-session", "s").header("X-session-request-id", "42").send().await.unwrap(),
+        client
+            .post(&url)
+            .header("X-session", "s")
+            .send()
+            .await
+            .unwrap(),
+        "X-session-request-id",
+    )
+    .await;
+    assert_400(
+        client
+            .post(&url)
+            .header("X-session", "s")
+            .header("X-session-request-id", "42")
+            .send()
+            .await
+            .unwrap(),
         "X-session-request-id",
     )
     .await;
@@ -102,15 +131,30 @@ async fn bad_headers_are_400_naming_the_header() {
     assert_eq!(ok.status(), 201);
     // Non-blocking: the request id is optional but must be a UUID when given.
     let read_url = reading_node.url("/");
-    let response = client.get(&read_url).header("X-session", "s").send().await.unwrap();
+    let response = client
+        .get(&read_url)
+        .header("X-session", "s")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     assert_400(
-        client.get(&read_url).header("X-session", "s").header("X-session-request-id", "nope").send().await.unwrap(),
+        client
+            .get(&read_url)
+            .header("X-session", "s")
+            .header("X-session-request-id", "nope")
+            .send()
+            .await
+            .unwrap(),
         "X-session-request-id",
     )
     .await;
     // Nothing was created by the rejected calls.
-    let count: usize = redis.connection().keys::<_, Vec<String>>("edge:{s}:*").unwrap().len();
+    let count: usize = redis
+        .connection()
+        .keys::<_, Vec<String>>("edge:{s}:*")
+        .unwrap()
+        .len();
     assert_eq!(count, 0);
 }
 
@@ -122,10 +166,19 @@ async fn a_session_living_elsewhere_is_a_307_to_that_node() {
     let keys = edge_sdk::store::SessionKeys::new("moved");
     let _: () = redis
         .connection()
-        .hset_multiple(&keys.meta, &[("proprietaryLocation", "edge"), ("currentLocation", "cloud")])
+        .hset_multiple(
+            &keys.meta,
+            &[
+                ("proprietaryLocation", "edge"),
+                ("currentLocation", "cloud"),
+            ],
+        )
         .unwrap();
     let client = http_client();
-    for (node, method) in [(&blocking_node, reqwest::Method::POST), (&reading_node, reqwest::Method::GET)] {
+    for (node, method) in [
+        (&blocking_node, reqwest::Method::POST),
+        (&reading_node, reqwest::Method::GET),
+    ] {
         let response = client
             .request(method, node.url("/files/a?file=x.mp4"))
             .header("X-session", "moved")
@@ -134,7 +187,10 @@ async fn a_session_living_elsewhere_is_a_307_to_that_node() {
             .await
             .unwrap();
         assert_eq!(response.status(), 307);
-        assert_eq!(response.headers()["location"], "http://cloud.test:8080/function/fn/files/a?file=x.mp4");
+        assert_eq!(
+            response.headers()["location"],
+            "http://cloud.test:8080/function/fn/files/a?file=x.mp4"
+        );
         assert_eq!(response.headers()["x-session-location"], "cloud");
     }
     assert!(hget(&redis, "moved", "file=x.mp4").is_none());
@@ -158,7 +214,9 @@ async fn count_runs(req: Request, session: &mut Session) -> edge_sdk::Result<edg
 async fn a_completed_request_id_is_a_208_replaying_the_original_response() {
     let redis = RedisServer::start();
     let mut options = NodeOptions::edge();
-    options.extra_env.push(("EDGE_REPLAY_MAX_BYTES", "100".into()));
+    options
+        .extra_env
+        .push(("EDGE_REPLAY_MAX_BYTES", "100".into()));
     let node = TestNode::start(count_runs, &redis, options).await;
     let client = http_client();
     let id = request_id();
@@ -217,7 +275,10 @@ async fn a_locked_session_is_a_503_with_retry_after() {
     let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
     let keys = edge_sdk::store::SessionKeys::new("busy");
     let client = http_client();
-    for (token, reason) in [("someone-else", "locked by another call"), ("migration:x", "being migrated")] {
+    for (token, reason) in [
+        ("someone-else", "locked by another call"),
+        ("migration:x", "being migrated"),
+    ] {
         let _: () = redis.connection().set_ex(&keys.lock, token, 20).unwrap();
         let response = client
             .post(node.url("/"))
@@ -227,7 +288,11 @@ async fn a_locked_session_is_a_503_with_retry_after() {
             .await
             .unwrap();
         assert_eq!(response.status(), 503);
-        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=20).contains(&retry_after));
         let body: serde_json::Value = response.json().await.unwrap();
         assert!(body["message"].as_str().unwrap().contains(reason));
@@ -293,7 +358,9 @@ async fn a_failing_or_panicking_handler_is_a_500_writes_nothing_and_frees_the_lo
 async fn a_body_over_the_limit_is_a_413() {
     let redis = RedisServer::start();
     let mut options = NodeOptions::edge();
-    options.extra_env.push(("EDGE_MAX_BODY_BYTES", "1024".into()));
+    options
+        .extra_env
+        .push(("EDGE_MAX_BODY_BYTES", "1024".into()));
     let node = TestNode::start(store_body, &redis, options).await;
     let client = http_client();
     let response = client
@@ -311,7 +378,9 @@ async fn a_body_over_the_limit_is_a_413() {
         .post(node.url("/"))
         .header("X-session", "big")
         .header("X-session-request-id", request_id())
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -343,7 +412,10 @@ async fn slow_or_fast(req: Request, session: &mut Session) -> edge_sdk::Result<&
 #[tokio::test]
 async fn a_handler_that_outlives_its_lock_is_a_423_and_writes_nothing() {
     let redis = RedisServer::start();
-    let _: () = redis.connection().hset("edge:config", "sessions_locks_expiration_time", 1).unwrap();
+    let _: () = redis
+        .connection()
+        .hset("edge:config", "sessions_locks_expiration_time", 1)
+        .unwrap();
     let node = TestNode::start(slow_or_fast, &redis, NodeOptions::edge()).await;
     let client = http_client();
     let call = |body: &'static str, id: String| {
@@ -358,7 +430,10 @@ async fn a_handler_that_outlives_its_lock_is_a_423_and_writes_nothing() {
     let lock = edge_sdk::store::SessionKeys::new("fenced").lock;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis.connection().exists::<_, bool>(&lock).unwrap() {
-        assert!(Instant::now() < deadline, "the slow call never took the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the slow call never took the lock"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The fast writer retries (same id) until the slow call's lock expires.
@@ -370,14 +445,22 @@ async fn a_handler_that_outlives_its_lock_is_a_423_and_writes_nothing() {
             break;
         }
         assert_eq!(response.status(), 503);
-        assert!(Instant::now() < deadline, "the expired lock was never taken over");
+        assert!(
+            Instant::now() < deadline,
+            "the expired lock was never taken over"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     SLOW_RELEASE.notify_one();
     let slow = slow.await.unwrap().unwrap();
     assert_eq!(slow.status(), 423);
     let body: serde_json::Value = slow.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("nothing was written"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written")
+    );
     assert_eq!(hget(&redis, "fenced", "writer").unwrap(), b"sfast");
 }
 
@@ -397,7 +480,10 @@ async fn concurrent_increments_are_neither_lost_nor_applied_twice() {
     let redis = RedisServer::start();
     let node = TestNode::start(increment, &redis, NodeOptions::edge()).await;
     let url = node.url("/");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for worker in 0..CLIENTS {
         let client = client.clone();
@@ -409,7 +495,10 @@ async fn concurrent_increments_are_neither_lost_nor_applied_twice() {
                 let mut attempt = 0u64;
                 loop {
                     attempt += 1;
-                    assert!(attempt < 10_000, "worker {worker} call {i} never acknowledged");
+                    assert!(
+                        attempt < 10_000,
+                        "worker {worker} call {i} never acknowledged"
+                    );
                     match client
                         .post(&url)
                         .header("X-session", "counter")
@@ -457,7 +546,10 @@ async fn store_all_kinds(req: Request, session: &mut Session) -> edge_sdk::Resul
 }
 
 #[nonblocking]
-async fn read_all_kinds(req: Request, session: &Session) -> edge_sdk::Result<Json<serde_json::Value>> {
+async fn read_all_kinds(
+    req: Request,
+    session: &Session,
+) -> edge_sdk::Result<Json<serde_json::Value>> {
     let which = req.uri().query().unwrap_or("");
     Ok(Json(match which {
         "bytes" => {
@@ -502,11 +594,16 @@ async fn values_round_trip_byte_exact() {
     assert_eq!(read["list"], serde_json::json!([tricky, "", "second\n"]));
     assert_eq!(read["json"]["text"], tricky);
     assert_eq!(read["missing"], serde_json::Value::Null);
-    assert_eq!(&hget(&redis, "kinds", "bytes").unwrap()[1..], tricky.as_bytes());
+    assert_eq!(
+        &hget(&redis, "kinds", "bytes").unwrap()[1..],
+        tricky.as_bytes()
+    );
 
     // 5 MiB of binary, every byte value, through a blocking write and a
     // non-blocking read.
-    let big: Vec<u8> = (0..5 * 1024 * 1024).map(|i: usize| (i * 7 + i / 251) as u8).collect();
+    let big: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|i: usize| (i * 7 + i / 251) as u8)
+        .collect();
     let response = client
         .post(writer.url("/"))
         .header("X-session", "big-binary")
@@ -551,7 +648,13 @@ async fn an_unreachable_redis_is_a_503_and_the_node_recovers_by_itself() {
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("Redis is unreachable"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Redis is unreachable"),
+        "{body}"
+    );
     let _restarted = RedisServer::start_with(password, port);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -560,7 +663,10 @@ async fn an_unreachable_redis_is_a_503_and_the_node_recovers_by_itself() {
             break;
         }
         assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "the node did not recover after Redis came back");
+        assert!(
+            Instant::now() < deadline,
+            "the node did not recover after Redis came back"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -570,7 +676,11 @@ async fn health_answers_without_redis_and_shutdown_drains() {
     let mut redis = RedisServer::start();
     let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
     redis.kill();
-    let response = http_client().get(node.url("/_/health")).send().await.unwrap();
+    let response = http_client()
+        .get(node.url("/_/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     node.stop().await.unwrap();
 }

@@ -63,12 +63,16 @@ impl RedisServer {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut connection) = self.client().get_connection() {
-                if redis::cmd("PING").query::<String>(&mut connection).is_ok() {
-                    return;
-                }
+            if let Ok(mut connection) = self.client().get_connection()
+                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -87,7 +91,9 @@ impl RedisServer {
 
     /// A synchronous connection for assertions.
     pub fn connection(&self) -> redis::Connection {
-        self.client().get_connection().expect("connect to test redis")
+        self.client()
+            .get_connection()
+            .expect("connect to test redis")
     }
 
     /// Kills the server (its data is lost: it keeps nothing on disk).
@@ -108,7 +114,11 @@ impl Drop for RedisServer {
 pub fn chain_hierarchy(nodes: &[(&str, &str)]) -> String {
     fn area(nodes: &[(&str, &str)]) -> serde_json::Value {
         let (name, gateway) = nodes[0];
-        let children = if nodes.len() > 1 { vec![area(&nodes[1..])] } else { vec![] };
+        let children = if nodes.len() > 1 {
+            vec![area(&nodes[1..])]
+        } else {
+            vec![]
+        };
         serde_json::json!({ "areaName": name, "mainLocation": { "openfaas_gateway": gateway }, "areas": children })
     }
     let levels: Vec<String> = (0..nodes.len()).map(|i| format!("level{i}")).collect();
@@ -129,7 +139,10 @@ impl<'a> NodeOptions<'a> {
         NodeOptions {
             location: "edge",
             function: "fn",
-            infrastructure: chain_hierarchy(&[("cloud", "http://cloud.test:8080"), ("edge", "http://edge.test:8080")]),
+            infrastructure: chain_hierarchy(&[
+                ("cloud", "http://cloud.test:8080"),
+                ("edge", "http://edge.test:8080"),
+            ]),
             extra_env: vec![],
         }
     }
@@ -143,7 +156,11 @@ pub struct TestNode {
 }
 
 impl TestNode {
-    pub async fn start<H: Handler<K>, K: 'static>(handler: H, redis: &RedisServer, options: NodeOptions<'_>) -> TestNode {
+    pub async fn start<H: Handler<K>, K: 'static>(
+        handler: H,
+        redis: &RedisServer,
+        options: NodeOptions<'_>,
+    ) -> TestNode {
         let secrets = tempdir();
         if let Some(password) = &redis.password {
             std::fs::write(secrets.join("edge-redis-password"), format!("{password}\n")).unwrap();
@@ -160,8 +177,9 @@ impl TestNode {
             env.retain(|(n, _)| n != name);
             env.push((name.to_string(), value));
         }
-        let config = Config::from_lookup(|name| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
-            .expect("test configuration");
+        let config =
+            Config::from_lookup(|name| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+                .expect("test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -7,3 +7,8 @@ async fn handle(mut req: Request, _: &mut Session) -> edge_sdk::Result<String> {
 }
 
 fn main() {}
+
+#[edge_sdk::nonblocking]
+async fn anonymous_lifetime(_req: Request, _session: &'_ Session) -> edge_sdk::Result<String> {
+    Ok("ok".to_owned())
+}

@@ -1,0 +1,530 @@
+//! End-to-end cost of the edge-sdk request pipeline, over real HTTP and a
+//! real Redis.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo bench -p edge-sdk --bench pipeline
+//! ```
+//!
+//! It starts its own `redis-server` on a free port (never the system one)
+//! and three servers in this process, all on `127.0.0.1:0`:
+//!
+//! - **blocking**: `#[blocking]` handler storing the 1 KiB request body under
+//!   a key (`session.set_bytes("body", req.body())`) and answering 200 — lock,
+//!   request id, buffered write and atomic commit;
+//! - **non-blocking**: `#[nonblocking]` handler reading that key (filled
+//!   beforehand by a blocking call on every session it reads) and answering
+//!   its length;
+//! - **bare**: a plain `axum` router whose only handler answers the body's
+//!   length — same HTTP stack (axum/hyper), no session handling, no Redis.
+//!
+//! Every scenario sends the same 1 KiB body with the same shared `reqwest`
+//! client (keep-alive), first [`WARMUP`] calls that are not measured, then
+//! [`REQUESTS`] measured calls, with 1 client or with [`CLIENTS`] concurrent
+//! tokio tasks, each on its own session. A call's latency runs from sending
+//! the request to having read the whole response. It prints p50, p99 and
+//! throughput per scenario, the overhead of the pipeline over the bare
+//! handler, and the Redis commands each call costs:
+//!
+//! - *executed* commands, from `INFO commandstats` (reset with
+//!   `CONFIG RESETSTAT` before each scenario). Redis counts the commands a
+//!   Lua script runs as well, so this is the work Redis does per call;
+//! - *round trips* (commands sent by the runtime, not by its scripts), from
+//!   a short extra pass of [`ROUND_TRIP_CALLS`] sequential calls watched
+//!   with `MONITOR`, which tells a client's commands from a script's.
+//!   `MONITOR` slows Redis down, so this pass is never timed.
+//!
+//! Client, servers and Redis share the machine's cores: the figures are for
+//! comparing the scenarios with each other, not absolute capacity.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{NodeOptions, RedisServer, TestNode};
+use edge_sdk::{Request, Session, StatusCode, blocking, nonblocking};
+
+/// Measured calls per scenario (shared among the clients).
+const REQUESTS: usize = 2_000;
+/// Unmeasured calls per scenario before the measured ones.
+const WARMUP: usize = 200;
+/// Concurrent clients of the concurrent scenarios.
+const CLIENTS: usize = 16;
+/// Size of every request body.
+const BODY_BYTES: usize = 1024;
+/// A scenario stops early (and says so) after this long.
+const SCENARIO_TIME_LIMIT: Duration = Duration::from_secs(20);
+/// Sequential calls watched with `MONITOR` to count round trips.
+const ROUND_TRIP_CALLS: usize = 200;
+/// The session key the handlers write and read.
+const KEY: &str = "body";
+
+/// Blocking handler: stores the body, answers 200 with an empty body.
+#[blocking]
+async fn store_body(req: Request, session: &mut Session) -> edge_sdk::Result<StatusCode> {
+    session.set_bytes(KEY, req.body());
+    Ok(StatusCode::OK)
+}
+
+/// Non-blocking handler: reads one key, answers its length.
+#[nonblocking]
+async fn read_key(_req: Request, session: &Session) -> edge_sdk::Result<String> {
+    let value = session.get_bytes(KEY).await?;
+    Ok(value.map_or(0, |v| v.len()).to_string())
+}
+
+/// The server a scenario calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bare,
+    Blocking,
+    NonBlocking,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Bare => "bare axum",
+            Kind::Blocking => "blocking",
+            Kind::NonBlocking => "non-blocking",
+        }
+    }
+
+    /// The response body a successful call answers.
+    fn expected_body(self) -> String {
+        match self {
+            Kind::Blocking => String::new(),
+            Kind::Bare | Kind::NonBlocking => BODY_BYTES.to_string(),
+        }
+    }
+}
+
+/// A server and the sessions its clients use (client `i` uses `sessions[i]`).
+#[derive(Debug, Clone)]
+struct Target {
+    kind: Kind,
+    url: Arc<str>,
+    sessions: Arc<[String]>,
+}
+
+/// One measured scenario.
+#[derive(Debug)]
+struct Outcome {
+    kind: Kind,
+    clients: usize,
+    /// Sorted latencies of the measured calls.
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    /// Commands executed by Redis during the measured calls, by name.
+    commands: BTreeMap<String, u64>,
+}
+
+impl Outcome {
+    fn calls(&self) -> usize {
+        self.latencies.len()
+    }
+
+    /// Nearest-rank percentile, `p` in (0, 1].
+    fn percentile(&self, p: f64) -> Duration {
+        let rank = ((p * self.calls() as f64).ceil() as usize).clamp(1, self.calls());
+        self.latencies[rank - 1]
+    }
+
+    fn throughput(&self) -> f64 {
+        self.calls() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn commands_per_call(&self) -> f64 {
+        self.commands.values().sum::<u64>() as f64 / self.calls() as f64
+    }
+}
+
+/// One call: sends `body`, checks the answer, returns its latency.
+async fn call(client: &reqwest::Client, target: &Target, session: &str, body: Bytes) -> Duration {
+    let mut request = client
+        .post(&*target.url)
+        .header("X-session", session)
+        .body(body);
+    if target.kind == Kind::Blocking {
+        request = request.header("X-session-request-id", common::request_id());
+    }
+    let start = Instant::now();
+    let response = request.send().await.expect("send the request");
+    let status = response.status();
+    let answer = response.bytes().await.expect("read the response");
+    let latency = start.elapsed();
+    let expected = target.kind.expected_body();
+    assert!(
+        status == reqwest::StatusCode::OK && answer == expected.as_bytes(),
+        "{} call on session {session}: got {status} {:?}, expected 200 {expected:?}",
+        target.kind.label(),
+        String::from_utf8_lossy(&answer),
+    );
+    latency
+}
+
+/// Makes `total` calls from `clients` concurrent tasks (each on its own
+/// session, taking calls from a shared counter until `total` are made or
+/// [`SCENARIO_TIME_LIMIT`] is over). Returns the latencies and the wall time.
+async fn load(
+    client: &reqwest::Client,
+    target: &Target,
+    clients: usize,
+    total: usize,
+    body: &Bytes,
+) -> (Vec<Duration>, Duration) {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (client, target, body, issued) = (
+                client.clone(),
+                target.clone(),
+                body.clone(),
+                Arc::clone(&issued),
+            );
+            tokio::spawn(async move {
+                let session = &target.sessions[i];
+                let mut latencies = Vec::with_capacity(total / clients + 1);
+                while start.elapsed() < SCENARIO_TIME_LIMIT
+                    && issued.fetch_add(1, Ordering::Relaxed) < total
+                {
+                    latencies.push(call(&client, &target, session, body.clone()).await);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await.expect("a client task failed"));
+    }
+    (latencies, start.elapsed())
+}
+
+/// Warm-up, `CONFIG RESETSTAT`, measured calls, `INFO commandstats`.
+async fn scenario(
+    client: &reqwest::Client,
+    redis: &mut redis::aio::MultiplexedConnection,
+    target: &Target,
+    clients: usize,
+    body: &Bytes,
+) -> Outcome {
+    load(client, target, clients, WARMUP, body).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(redis)
+        .await
+        .expect("CONFIG RESETSTAT");
+    let (mut latencies, elapsed) = load(client, target, clients, REQUESTS, body).await;
+    let commands = command_stats(redis).await;
+    latencies.sort_unstable();
+    if latencies.len() < REQUESTS {
+        eprintln!(
+            "note: {} with {clients} client(s) stopped after {} of {REQUESTS} calls ({SCENARIO_TIME_LIMIT:?} limit)",
+            target.kind.label(),
+            latencies.len()
+        );
+    }
+    Outcome {
+        kind: target.kind,
+        clients,
+        latencies,
+        elapsed,
+        commands,
+    }
+}
+
+/// Calls per command name from `INFO commandstats`, without the benchmark's
+/// own `CONFIG` and `INFO`.
+async fn command_stats(redis: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .filter(|(name, _): &(String, u64)| {
+            !name.starts_with("config") && !name.starts_with("info")
+        })
+        .collect()
+}
+
+/// Commands seen by `MONITOR`, by who sent them.
+#[derive(Debug, Default)]
+struct RoundTrips {
+    /// Sent by a client (the runtime): one round trip each.
+    client: BTreeMap<String, u64>,
+    /// Run by a Lua script.
+    script: BTreeMap<String, u64>,
+    calls: usize,
+}
+
+/// Makes [`ROUND_TRIP_CALLS`] sequential calls (after a warm-up) while
+/// watching Redis with `MONITOR`.
+async fn round_trips(
+    client: &reqwest::Client,
+    redis_server: &RedisServer,
+    redis: &mut redis::aio::MultiplexedConnection,
+    target: &Target,
+    body: &Bytes,
+) -> RoundTrips {
+    const END: &str = "edge-sdk-bench-monitor-end";
+    load(client, target, 1, WARMUP, body).await;
+    let mut monitor =
+        TcpStream::connect(("127.0.0.1", redis_server.port)).expect("connect MONITOR");
+    monitor.write_all(b"MONITOR\r\n").expect("send MONITOR");
+    let mut lines = BufReader::new(monitor).lines();
+    let ok = lines.next().transpose().expect("read MONITOR reply");
+    assert_eq!(ok.as_deref(), Some("+OK"), "MONITOR refused");
+    // A plain thread with blocking reads: MONITOR output is one line per
+    // command, arguments quoted and escaped.
+    let watcher = std::thread::spawn(move || {
+        let mut seen = RoundTrips::default();
+        for line in lines {
+            let line = line.expect("read MONITOR");
+            // +1700000000.123456 [0 127.0.0.1:40000] "EVALSHA" "…" …
+            // +1700000000.123457 [0 lua] "HGET" "…" …
+            if line.contains(END) {
+                break;
+            }
+            let Some((source, rest)) = line
+                .split_once('[')
+                .and_then(|(_, rest)| rest.split_once(']'))
+            else {
+                continue;
+            };
+            let command = rest
+                .trim_start()
+                .split('"')
+                .nth(1)
+                .unwrap_or("?")
+                .to_ascii_lowercase();
+            let by = if source.ends_with(" lua") {
+                &mut seen.script
+            } else {
+                &mut seen.client
+            };
+            *by.entry(command).or_default() += 1;
+        }
+        seen
+    });
+    let (latencies, _) = load(client, target, 1, ROUND_TRIP_CALLS, body).await;
+    let _: String = redis::cmd("ECHO")
+        .arg(END)
+        .query_async(redis)
+        .await
+        .expect("ECHO");
+    let mut seen = watcher.join().expect("MONITOR watcher");
+    seen.calls = latencies.len();
+    seen
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+/// `evalsha 2.00, hget 1.00, …` per call, most frequent first.
+fn per_call(counts: &BTreeMap<String, u64>, calls: usize) -> String {
+    let mut sorted: Vec<_> = counts.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let listed: Vec<String> = sorted
+        .iter()
+        .map(|(name, count)| format!("{name} {:.2}", **count as f64 / calls as f64))
+        .collect();
+    if listed.is_empty() {
+        "none".to_string()
+    } else {
+        listed.join(", ")
+    }
+}
+
+/// Sessions `<prefix>-0` … `<prefix>-<CLIENTS - 1>`.
+fn sessions(prefix: &str) -> Arc<[String]> {
+    (0..CLIENTS).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Serves the bare handler on `127.0.0.1:0`.
+async fn start_bare() -> String {
+    let router = axum::Router::new().fallback(|body: Bytes| async move { body.len().to_string() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the bare server");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/")
+}
+
+#[tokio::main]
+async fn main() {
+    let redis_server = RedisServer::start();
+    let mut redis = redis_server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the benchmark's redis");
+    let blocking_node = TestNode::start(store_body, &redis_server, NodeOptions::edge()).await;
+    let nonblocking_node = TestNode::start(read_key, &redis_server, NodeOptions::edge()).await;
+    let client = common::http_client();
+    let body = Bytes::from(
+        (0..BODY_BYTES)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+
+    let bare = Target {
+        kind: Kind::Bare,
+        url: start_bare().await.into(),
+        sessions: sessions("bare"),
+    };
+    let blocking_1 = Target {
+        kind: Kind::Blocking,
+        url: blocking_node.url("/").into(),
+        sessions: sessions("blocking-1"),
+    };
+    let blocking_n = Target {
+        sessions: sessions("blocking-n"),
+        ..blocking_1.clone()
+    };
+    let nonblocking = Target {
+        kind: Kind::NonBlocking,
+        url: nonblocking_node.url("/").into(),
+        sessions: sessions("nonblocking"),
+    };
+    // The key every non-blocking call reads, on each of its sessions.
+    for session in nonblocking.sessions.iter() {
+        call(&client, &blocking_1, session, body.clone()).await;
+    }
+
+    println!(
+        "edge-sdk pipeline benchmark: {REQUESTS} measured calls per scenario after {WARMUP} warm-up calls, \
+         {BODY_BYTES} B body, {} cores, Redis {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        redis_version(&mut redis).await,
+    );
+    let run_started = Instant::now();
+    let mut outcomes = Vec::new();
+    for target in [&bare, &blocking_1, &nonblocking] {
+        outcomes.push(scenario(&client, &mut redis, target, 1, &body).await);
+        let concurrent = if target.kind == Kind::Blocking {
+            &blocking_n
+        } else {
+            target
+        };
+        outcomes.push(scenario(&client, &mut redis, concurrent, CLIENTS, &body).await);
+    }
+    let blocking_trips = round_trips(&client, &redis_server, &mut redis, &blocking_1, &body).await;
+    let nonblocking_trips =
+        round_trips(&client, &redis_server, &mut redis, &nonblocking, &body).await;
+
+    println!();
+    println!(
+        "{:<14} {:>7} {:>6} {:>10} {:>10} {:>9} {:>10}",
+        "scenario", "clients", "calls", "p50 µs", "p99 µs", "req/s", "redis cmd"
+    );
+    for outcome in &outcomes {
+        println!(
+            "{:<14} {:>7} {:>6} {:>10.0} {:>10.0} {:>9.0} {:>10.2}",
+            outcome.kind.label(),
+            outcome.clients,
+            outcome.calls(),
+            micros(outcome.percentile(0.50)),
+            micros(outcome.percentile(0.99)),
+            outcome.throughput(),
+            outcome.commands_per_call(),
+        );
+    }
+
+    println!();
+    println!("overhead over the bare handler (p50 ratio, p50 difference):");
+    for clients in [1, CLIENTS] {
+        let find = |kind| {
+            outcomes
+                .iter()
+                .find(|o| o.kind == kind && o.clients == clients)
+                .expect("every scenario ran")
+        };
+        let bare_p50 = find(Kind::Bare).percentile(0.50);
+        let line: Vec<String> = [Kind::Blocking, Kind::NonBlocking]
+            .into_iter()
+            .map(|kind| {
+                let p50 = find(kind).percentile(0.50);
+                format!(
+                    "{} x{:.2} (+{:.0} µs)",
+                    kind.label(),
+                    p50.as_secs_f64() / bare_p50.as_secs_f64(),
+                    micros(p50.saturating_sub(bare_p50)),
+                )
+            })
+            .collect();
+        println!("  {clients:>2} client(s): {}", line.join(", "));
+    }
+
+    println!();
+    println!(
+        "redis commands executed per call (INFO commandstats, including those run inside Lua scripts):"
+    );
+    for outcome in outcomes.iter().filter(|o| o.kind != Kind::Bare) {
+        println!(
+            "  {:<12} x{:<2}: {:.2} = {}",
+            outcome.kind.label(),
+            outcome.clients,
+            outcome.commands_per_call(),
+            per_call(&outcome.commands, outcome.calls()),
+        );
+    }
+    println!(
+        "redis round trips per call (MONITOR, {ROUND_TRIP_CALLS} sequential calls, not timed):"
+    );
+    for (kind, trips) in [
+        (Kind::Blocking, &blocking_trips),
+        (Kind::NonBlocking, &nonblocking_trips),
+    ] {
+        println!(
+            "  {:<12}: sent {} | inside scripts {}",
+            kind.label(),
+            per_call(&trips.client, trips.calls),
+            per_call(&trips.script, trips.calls),
+        );
+    }
+    println!();
+    println!("measured in {:.1} s", run_started.elapsed().as_secs_f64());
+
+    blocking_node
+        .stop()
+        .await
+        .expect("stop the blocking server");
+    nonblocking_node
+        .stop()
+        .await
+        .expect("stop the non-blocking server");
+}
+
+/// `redis_version` from `INFO server`.
+async fn redis_version(redis: &mut redis::aio::MultiplexedConnection) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(redis)
+        .await
+        .expect("INFO server");
+    info.lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string()
+}

@@ -1,0 +1,9 @@
+use edge_sdk::{Request, Session};
+
+#[edge_sdk::blocking]
+#[edge_sdk::nonblocking]
+async fn handle(_req: Request, _session: &mut Session) -> edge_sdk::Result<String> {
+    Ok("ok".to_owned())
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[edge_sdk::blocking]
+struct Handler;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use edge_sdk::{Request, Session};
+
+#[edge_sdk::blocking]
+async fn handle(_req: Request, _session: &mut Session) -> String {
+    "ok".to_owned()
+}
+
+fn main() {}

@@ -198,20 +198,23 @@ impl<H: Handler<K>, K> Shared<H, K> {
             Ok(id) => id,
             Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
         };
-        let request_id = match request_id_header(&parts.headers, H::KIND) {
-            Ok(id) => id,
-            Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+        // Blocking calls need a request id; non-blocking ones only check it.
+        let blocking_request_id = match (H::KIND, request_id_header(&parts.headers)) {
+            (_, Err(message)) => return json_error(StatusCode::BAD_REQUEST, &message),
+            (HandlerKind::Blocking, Ok(None)) => {
+                return json_error(StatusCode::BAD_REQUEST, MISSING_REQUEST_ID);
+            }
+            (HandlerKind::Blocking, Ok(Some(id))) => Some(id),
+            (HandlerKind::NonBlocking, Ok(_)) => None,
         };
         let body = match read_body(&parts.headers, body, self.config.max_body_bytes).await {
             Ok(body) => body,
             Err(response) => return response,
         };
         let request = Request::from_parts(parts, body);
-        match (H::KIND, request_id) {
-            (HandlerKind::Blocking, Some(request_id)) => {
-                self.blocking_call(session_id, request_id, request).await
-            }
-            _ => self.nonblocking_call(session_id, request).await,
+        match blocking_request_id {
+            Some(request_id) => self.blocking_call(session_id, request_id, request).await,
+            None => self.nonblocking_call(session_id, request).await,
         }
     }
 
@@ -401,14 +404,15 @@ impl NodeSettings {
 
     async fn refresh(&self) {
         let mut redis = self.redis.clone();
-        let read: redis::RedisResult<Option<String>> = redis::cmd("HGET")
-            .arg(node_keys::HASH)
-            .arg(node_keys::SESSIONS_LOCKS_EXPIRATION_TIME)
-            .query_async(&mut redis)
-            .await;
+        let read: redis::RedisResult<std::collections::HashMap<String, String>> =
+            redis::cmd("HGETALL")
+                .arg(node_keys::HASH)
+                .query_async(&mut redis)
+                .await;
         let mut cached = self.lock_ttl.lock().expect("node settings poisoned");
         match read {
-            Ok(value) => {
+            Ok(settings) => {
+                let value = settings.get(node_keys::SESSIONS_LOCKS_EXPIRATION_TIME);
                 let ttl = value
                     .as_deref()
                     .and_then(|v| v.trim().parse::<u64>().ok())
@@ -445,16 +449,11 @@ fn session_header(headers: &HeaderMap) -> std::result::Result<String, String> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-fn request_id_header(
-    headers: &HeaderMap,
-    kind: HandlerKind,
-) -> std::result::Result<Option<String>, String> {
+const MISSING_REQUEST_ID: &str = "missing X-session-request-id header: a blocking call needs a UUID \
+     chosen by the client and reused when it retries";
+
+fn request_id_header(headers: &HeaderMap) -> std::result::Result<Option<String>, String> {
     match headers.get(REQUEST_ID_HEADER) {
-        None if kind == HandlerKind::Blocking => Err(
-            "missing X-session-request-id header: a blocking call needs a UUID chosen by the client \
-             and reused when it retries"
-                .to_string(),
-        ),
         None => Ok(None),
         Some(value) => value
             .to_str()

@@ -684,3 +684,167 @@ async fn health_answers_without_redis_and_shutdown_drains() {
     assert_eq!(response.status(), 200);
     node.stop().await.unwrap();
 }
+
+#[blocking]
+async fn read_three_write_two(
+    _req: Request,
+    session: &mut Session,
+) -> edge_sdk::Result<&'static str> {
+    for key in ["a", "b", "c", "a", "b"] {
+        session.get(key).await?;
+    }
+    session.set("a", "1");
+    session.set("d", "2");
+    // Reading a key after writing it costs nothing.
+    session.get("d").await?;
+    Ok("ok")
+}
+
+#[nonblocking]
+async fn read_two_twice(_req: Request, session: &Session) -> edge_sdk::Result<&'static str> {
+    for key in ["a", "b", "a", "b"] {
+        session.get(key).await?;
+    }
+    Ok("ok")
+}
+
+/// Records the commands clients send to `redis` (not those scripts run)
+/// until [`Monitor::finish`]; `MONITOR` marks script commands `lua`.
+struct Monitor {
+    thread: std::thread::JoinHandle<Vec<String>>,
+    client: redis::Client,
+}
+
+const END_MARKER: &str = "end-of-recording";
+
+impl Monitor {
+    fn start(redis: &RedisServer) -> Monitor {
+        let mut connection = redis.connection();
+        connection
+            .send_packed_command(&redis::cmd("MONITOR").get_packed_command())
+            .unwrap();
+        assert_eq!(connection.recv_response().unwrap(), redis::Value::Okay);
+        let thread = std::thread::spawn(move || {
+            let mut commands = Vec::new();
+            loop {
+                let line = match connection.recv_response().unwrap() {
+                    redis::Value::SimpleString(line) => line,
+                    other => panic!("unexpected MONITOR output {other:?}"),
+                };
+                if line.contains(END_MARKER) {
+                    return commands;
+                }
+                if !line.contains(" lua]") && !line.contains("\"hgetall\" \"edge:config\"") {
+                    // `<time> [0 127.0.0.1:port] "command" "args"…`
+                    let command = line.split('"').nth(1).unwrap_or("").to_lowercase();
+                    commands.push(command);
+                }
+            }
+        });
+        Monitor {
+            thread,
+            client: redis.client(),
+        }
+    }
+
+    fn finish(self) -> Vec<String> {
+        let mut connection = self.client.get_connection().unwrap();
+        let _: String = redis::cmd("ECHO")
+            .arg(END_MARKER)
+            .query(&mut connection)
+            .unwrap();
+        let mut commands = self.thread.join().unwrap();
+        commands.sort();
+        commands
+    }
+}
+
+#[tokio::test]
+async fn round_trips_per_call_are_reads_plus_two_or_plus_one() {
+    let redis = RedisServer::start();
+    let writer = TestNode::start(read_three_write_two, &redis, NodeOptions::edge()).await;
+    let reader = TestNode::start(read_two_twice, &redis, NodeOptions::edge()).await;
+    let client = http_client();
+    let blocking = || {
+        client
+            .post(writer.url("/"))
+            .header("X-session", "rtt")
+            .header("X-session-request-id", request_id())
+            .send()
+    };
+    // Warm up: scripts are loaded on first use (SCRIPT LOAD after NOSCRIPT).
+    assert_eq!(blocking().await.unwrap().status(), 200);
+    let warm_up = client
+        .get(reader.url("/"))
+        .header("X-session", "rtt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm_up.status(), 200);
+
+    let monitor = Monitor::start(&redis);
+    assert_eq!(blocking().await.unwrap().status(), 200);
+    // begin + commit, and one HGET for each of the three keys first read.
+    assert_eq!(
+        monitor.finish(),
+        ["evalsha", "evalsha", "hget", "hget", "hget"]
+    );
+
+    let monitor = Monitor::start(&redis);
+    let response = client
+        .get(reader.url("/"))
+        .header("X-session", "rtt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // the location check, and one read script for each of the two keys.
+    assert_eq!(monitor.finish(), ["evalsha", "evalsha", "hmget"]);
+}
+
+static DRAIN_RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+#[blocking]
+async fn held_until_released(
+    _req: Request,
+    session: &mut Session,
+) -> edge_sdk::Result<&'static str> {
+    session.set("drained", "yes");
+    DRAIN_RELEASE.notified().await;
+    Ok("finished")
+}
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(held_until_released, &redis, NodeOptions::edge()).await;
+    let call = tokio::spawn(
+        http_client()
+            .post(node.url("/"))
+            .header("X-session", "drain")
+            .header("X-session-request-id", request_id())
+            .send(),
+    );
+    let lock = edge_sdk::store::SessionKeys::new("drain").lock;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !redis.connection().exists::<_, bool>(&lock).unwrap() {
+        assert!(Instant::now() < deadline, "the call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let addr = node.addr;
+    let stopping = tokio::spawn(node.stop());
+    // The server no longer accepts new connections…
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener was not closed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!stopping.is_finished());
+    // …but the call in flight completes and commits.
+    DRAIN_RELEASE.notify_one();
+    let response = call.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    stopping.await.unwrap().unwrap();
+    assert_eq!(hget(&redis, "drain", "drained").unwrap(), b"syes");
+}

@@ -310,11 +310,12 @@ fn check_session(kind: Kind, session: &PatType, errors: &mut Errors) -> bool {
         ));
         return false;
     };
+    // The runtime lends the session for one call only, so the handler must
+    // accept a borrow of any lifetime. (A named lifetime other than `'static`
+    // is a generic parameter, reported as such.)
     if let Some(lifetime) = &reference.lifetime
-        && lifetime.ident != "_"
+        && lifetime.ident == "static"
     {
-        // The runtime lends the session for one call only, so the handler
-        // must accept a borrow of any lifetime.
         errors.push(Error::new_spanned(
             lifetime,
             format!(

@@ -20,23 +20,28 @@
 //!   length — same HTTP stack (axum/hyper), no session handling, no Redis.
 //!
 //! Every scenario sends the same 1 KiB body with the same shared `reqwest`
-//! client (keep-alive), first [`WARMUP`] calls that are not measured, then
-//! [`REQUESTS`] measured calls, with 1 client or with [`CLIENTS`] concurrent
-//! tokio tasks, each on its own session. A call's latency runs from sending
-//! the request to having read the whole response. It prints p50, p99 and
-//! throughput per scenario, the overhead of the pipeline over the bare
-//! handler, and the Redis commands each call costs:
+//! client (keep-alive), with 1 client or with [`CLIENTS`] concurrent tokio
+//! tasks, each on its own session: first [`WARMUP`] calls that are not
+//! measured, then [`REQUESTS`] measured calls. The measured calls are made
+//! in [`ROUNDS`] rounds that take every scenario in turn, so that a burst of
+//! load from elsewhere on the machine does not fall on one scenario only. A
+//! call's latency runs from sending the request to having read the whole
+//! response. It prints p50, p99 and throughput per scenario, the overhead of
+//! the pipeline over the bare handler, and the Redis commands each call
+//! costs:
 //!
 //! - *executed* commands, from `INFO commandstats` (reset with
-//!   `CONFIG RESETSTAT` before each scenario). Redis counts the commands a
-//!   Lua script runs as well, so this is the work Redis does per call;
+//!   `CONFIG RESETSTAT` before each scenario's part of a round and read
+//!   after it). Redis counts the commands a Lua script runs as well, so this
+//!   is the work Redis does per call;
 //! - *round trips* (commands sent by the runtime, not by its scripts), from
 //!   a short extra pass of [`ROUND_TRIP_CALLS`] sequential calls watched
 //!   with `MONITOR`, which tells a client's commands from a script's.
 //!   `MONITOR` slows Redis down, so this pass is never timed.
 //!
 //! Client, servers and Redis share the machine's cores: the figures are for
-//! comparing the scenarios with each other, not absolute capacity.
+//! comparing the scenarios with each other, not absolute capacity. The load
+//! average is printed before and after, as a hint of other work running.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -54,14 +59,16 @@ use edge_sdk::{Request, Session, StatusCode, blocking, nonblocking};
 
 /// Measured calls per scenario (shared among the clients).
 const REQUESTS: usize = 2_000;
+/// The measured calls of a scenario are made in this many rounds.
+const ROUNDS: usize = 5;
 /// Unmeasured calls per scenario before the measured ones.
 const WARMUP: usize = 200;
 /// Concurrent clients of the concurrent scenarios.
 const CLIENTS: usize = 16;
 /// Size of every request body.
 const BODY_BYTES: usize = 1024;
-/// A scenario stops early (and says so) after this long.
-const SCENARIO_TIME_LIMIT: Duration = Duration::from_secs(20);
+/// The measurements stop early (and say so) after this long.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
 /// Sequential calls watched with `MONITOR` to count round trips.
 const ROUND_TRIP_CALLS: usize = 200;
 /// The session key the handlers write and read.
@@ -115,25 +122,79 @@ struct Target {
     sessions: Arc<[String]>,
 }
 
-/// One measured scenario.
+/// One scenario (a server and a number of clients) and its measurements.
 #[derive(Debug)]
-struct Outcome {
-    kind: Kind,
+struct Scenario {
+    target: Target,
     clients: usize,
-    /// Sorted latencies of the measured calls.
+    /// Latencies of the measured calls (sorted by [`Scenario::finish`]).
     latencies: Vec<Duration>,
+    /// Wall time of the measured calls.
     elapsed: Duration,
     /// Commands executed by Redis during the measured calls, by name.
     commands: BTreeMap<String, u64>,
 }
 
-impl Outcome {
+impl Scenario {
+    fn new(target: &Target, clients: usize) -> Scenario {
+        Scenario {
+            target: target.clone(),
+            clients,
+            latencies: Vec::with_capacity(REQUESTS),
+            elapsed: Duration::ZERO,
+            commands: BTreeMap::new(),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        self.target.kind
+    }
+
+    /// Makes `calls` measured calls, counting the Redis commands they cost.
+    async fn measure(
+        &mut self,
+        client: &reqwest::Client,
+        redis: &mut redis::aio::MultiplexedConnection,
+        calls: usize,
+        body: &Bytes,
+        deadline: Instant,
+    ) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(redis)
+            .await
+            .expect("CONFIG RESETSTAT");
+        let (latencies, elapsed) =
+            load(client, &self.target, self.clients, calls, body, deadline).await;
+        for (name, count) in command_stats(redis).await {
+            *self.commands.entry(name).or_default() += count;
+        }
+        self.latencies.extend(latencies);
+        self.elapsed += elapsed;
+    }
+
+    /// Sorts the latencies; says if the time limit cut the scenario short.
+    fn finish(&mut self) {
+        self.latencies.sort_unstable();
+        if self.calls() < REQUESTS {
+            eprintln!(
+                "note: {} with {} client(s) made {} of {REQUESTS} calls ({TIME_LIMIT:?} limit)",
+                self.kind().label(),
+                self.clients,
+                self.calls()
+            );
+        }
+    }
+
     fn calls(&self) -> usize {
         self.latencies.len()
     }
 
     /// Nearest-rank percentile, `p` in (0, 1].
     fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
         let rank = ((p * self.calls() as f64).ceil() as usize).clamp(1, self.calls());
         self.latencies[rank - 1]
     }
@@ -173,13 +234,14 @@ async fn call(client: &reqwest::Client, target: &Target, session: &str, body: By
 
 /// Makes `total` calls from `clients` concurrent tasks (each on its own
 /// session, taking calls from a shared counter until `total` are made or
-/// [`SCENARIO_TIME_LIMIT`] is over). Returns the latencies and the wall time.
+/// `deadline` is past). Returns the latencies and the wall time.
 async fn load(
     client: &reqwest::Client,
     target: &Target,
     clients: usize,
     total: usize,
     body: &Bytes,
+    deadline: Instant,
 ) -> (Vec<Duration>, Duration) {
     let issued = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -194,9 +256,7 @@ async fn load(
             tokio::spawn(async move {
                 let session = &target.sessions[i];
                 let mut latencies = Vec::with_capacity(total / clients + 1);
-                while start.elapsed() < SCENARIO_TIME_LIMIT
-                    && issued.fetch_add(1, Ordering::Relaxed) < total
-                {
+                while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < total {
                     latencies.push(call(&client, &target, session, body.clone()).await);
                 }
                 latencies
@@ -208,39 +268,6 @@ async fn load(
         latencies.extend(task.await.expect("a client task failed"));
     }
     (latencies, start.elapsed())
-}
-
-/// Warm-up, `CONFIG RESETSTAT`, measured calls, `INFO commandstats`.
-async fn scenario(
-    client: &reqwest::Client,
-    redis: &mut redis::aio::MultiplexedConnection,
-    target: &Target,
-    clients: usize,
-    body: &Bytes,
-) -> Outcome {
-    load(client, target, clients, WARMUP, body).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(redis)
-        .await
-        .expect("CONFIG RESETSTAT");
-    let (mut latencies, elapsed) = load(client, target, clients, REQUESTS, body).await;
-    let commands = command_stats(redis).await;
-    latencies.sort_unstable();
-    if latencies.len() < REQUESTS {
-        eprintln!(
-            "note: {} with {clients} client(s) stopped after {} of {REQUESTS} calls ({SCENARIO_TIME_LIMIT:?} limit)",
-            target.kind.label(),
-            latencies.len()
-        );
-    }
-    Outcome {
-        kind: target.kind,
-        clients,
-        latencies,
-        elapsed,
-        commands,
-    }
 }
 
 /// Calls per command name from `INFO commandstats`, without the benchmark's
@@ -285,7 +312,7 @@ async fn round_trips(
     body: &Bytes,
 ) -> RoundTrips {
     const END: &str = "edge-sdk-bench-monitor-end";
-    load(client, target, 1, WARMUP, body).await;
+    load(client, target, 1, WARMUP, body, Instant::now() + TIME_LIMIT).await;
     let mut monitor =
         TcpStream::connect(("127.0.0.1", redis_server.port)).expect("connect MONITOR");
     monitor.write_all(b"MONITOR\r\n").expect("send MONITOR");
@@ -324,7 +351,15 @@ async fn round_trips(
         }
         seen
     });
-    let (latencies, _) = load(client, target, 1, ROUND_TRIP_CALLS, body).await;
+    let (latencies, _) = load(
+        client,
+        target,
+        1,
+        ROUND_TRIP_CALLS,
+        body,
+        Instant::now() + TIME_LIMIT,
+    )
+    .await;
     let _: String = redis::cmd("ECHO")
         .arg(END)
         .query_async(redis)
@@ -411,22 +446,46 @@ async fn main() {
         call(&client, &blocking_1, session, body.clone()).await;
     }
 
+    let load_before = load_average();
     println!(
-        "edge-sdk pipeline benchmark: {REQUESTS} measured calls per scenario after {WARMUP} warm-up calls, \
-         {BODY_BYTES} B body, {} cores, Redis {}",
+        "edge-sdk pipeline benchmark: {REQUESTS} measured calls per scenario in {ROUNDS} rounds after \
+         {WARMUP} warm-up calls, {BODY_BYTES} B body, {} cores, Redis {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         redis_version(&mut redis).await,
     );
-    let run_started = Instant::now();
-    let mut outcomes = Vec::new();
-    for target in [&bare, &blocking_1, &nonblocking] {
-        outcomes.push(scenario(&client, &mut redis, target, 1, &body).await);
-        let concurrent = if target.kind == Kind::Blocking {
-            &blocking_n
-        } else {
-            target
-        };
-        outcomes.push(scenario(&client, &mut redis, concurrent, CLIENTS, &body).await);
+    let started = Instant::now();
+    let deadline = started + TIME_LIMIT;
+    let mut scenarios: Vec<Scenario> = [
+        Scenario::new(&bare, 1),
+        Scenario::new(&bare, CLIENTS),
+        Scenario::new(&blocking_1, 1),
+        Scenario::new(&blocking_n, CLIENTS),
+        Scenario::new(&nonblocking, 1),
+        Scenario::new(&nonblocking, CLIENTS),
+    ]
+    .into();
+    for scenario in &scenarios {
+        load(
+            &client,
+            &scenario.target,
+            scenario.clients,
+            WARMUP,
+            &body,
+            deadline,
+        )
+        .await;
+    }
+    for round in 0..ROUNDS {
+        // REQUESTS split as evenly as possible over the rounds.
+        let calls = REQUESTS * (round + 1) / ROUNDS - REQUESTS * round / ROUNDS;
+        for scenario in &mut scenarios {
+            scenario
+                .measure(&client, &mut redis, calls, &body, deadline)
+                .await;
+        }
+    }
+    for scenario in &mut scenarios {
+        scenario.finish();
     }
     let blocking_trips = round_trips(&client, &redis_server, &mut redis, &blocking_1, &body).await;
     let nonblocking_trips =
@@ -437,16 +496,16 @@ async fn main() {
         "{:<14} {:>7} {:>6} {:>10} {:>10} {:>9} {:>10}",
         "scenario", "clients", "calls", "p50 µs", "p99 µs", "req/s", "redis cmd"
     );
-    for outcome in &outcomes {
+    for scenario in &scenarios {
         println!(
             "{:<14} {:>7} {:>6} {:>10.0} {:>10.0} {:>9.0} {:>10.2}",
-            outcome.kind.label(),
-            outcome.clients,
-            outcome.calls(),
-            micros(outcome.percentile(0.50)),
-            micros(outcome.percentile(0.99)),
-            outcome.throughput(),
-            outcome.commands_per_call(),
+            scenario.kind().label(),
+            scenario.clients,
+            scenario.calls(),
+            micros(scenario.percentile(0.50)),
+            micros(scenario.percentile(0.99)),
+            scenario.throughput(),
+            scenario.commands_per_call(),
         );
     }
 
@@ -454,9 +513,9 @@ async fn main() {
     println!("overhead over the bare handler (p50 ratio, p50 difference):");
     for clients in [1, CLIENTS] {
         let find = |kind| {
-            outcomes
+            scenarios
                 .iter()
-                .find(|o| o.kind == kind && o.clients == clients)
+                .find(|o| o.kind() == kind && o.clients == clients)
                 .expect("every scenario ran")
         };
         let bare_p50 = find(Kind::Bare).percentile(0.50);
@@ -479,13 +538,13 @@ async fn main() {
     println!(
         "redis commands executed per call (INFO commandstats, including those run inside Lua scripts):"
     );
-    for outcome in outcomes.iter().filter(|o| o.kind != Kind::Bare) {
+    for scenario in scenarios.iter().filter(|o| o.kind() != Kind::Bare) {
         println!(
             "  {:<12} x{:<2}: {:.2} = {}",
-            outcome.kind.label(),
-            outcome.clients,
-            outcome.commands_per_call(),
-            per_call(&outcome.commands, outcome.calls()),
+            scenario.kind().label(),
+            scenario.clients,
+            scenario.commands_per_call(),
+            per_call(&scenario.commands, scenario.calls()),
         );
     }
     println!(
@@ -503,7 +562,11 @@ async fn main() {
         );
     }
     println!();
-    println!("measured in {:.1} s", run_started.elapsed().as_secs_f64());
+    println!(
+        "measured in {:.1} s; load average before {load_before}, after {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
 
     blocking_node
         .stop()
@@ -513,6 +576,19 @@ async fn main() {
         .stop()
         .await
         .expect("stop the non-blocking server");
+}
+
+/// The 1, 5 and 15 minute load averages, where the system tells them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_string(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
 }
 
 /// `redis_version` from `INFO server`.

@@ -414,7 +414,6 @@ impl NodeSettings {
             Ok(settings) => {
                 let value = settings.get(node_keys::SESSIONS_LOCKS_EXPIRATION_TIME);
                 let ttl = value
-                    .as_deref()
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .filter(|&s| s > 0);
                 if value.is_some() && ttl.is_none() {

@@ -1,4 +1,4 @@
-use edge_sdk::{Request, Session, blocking};
+use edge_sdk::{Request, Session, blocking, nonblocking};
 
 #[blocking]
 async fn handle(mut req: Request, _: &mut Session) -> edge_sdk::Result<String> {
@@ -6,9 +6,9 @@ async fn handle(mut req: Request, _: &mut Session) -> edge_sdk::Result<String> {
     Ok(req.uri().path().to_owned())
 }
 
-fn main() {}
-
-#[edge_sdk::nonblocking]
-async fn anonymous_lifetime(_req: Request, _session: &'_ Session) -> edge_sdk::Result<String> {
+#[nonblocking]
+async fn show(_: Request, _session: &'_ Session) -> edge_sdk::Result<String> {
     Ok("ok".to_owned())
 }
+
+fn main() {}

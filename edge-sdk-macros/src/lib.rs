@@ -15,12 +15,34 @@
 //!    each spanned on the offending token and saying what to write instead;
 //! 3. **expand** into the function exactly as written plus compile-time
 //!    assertions, spanned on the user's argument and return types, for what
-//!    only the type checker can see (that `Request` really is
-//!    `edge_sdk::Request`, that the return type implements `IntoResponse`).
+//!    only the type checker can see: that `Request` really is
+//!    `edge_sdk::Request`, that the session is `edge_sdk::Session`, that the
+//!    return type is an `edge_sdk::Result` of something `IntoResponse`, and
+//!    that the future is `Send`.
 //!
 //! The function itself is not wrapped: the runtime serves it through the
 //! blanket traits of `edge_sdk::handler`, and it can still be called directly,
-//! for example from a test.
+//! for example from a test. For
+//!
+//! ```ignore
+//! #[edge_sdk::blocking]
+//! async fn handle(req: Request, session: &mut Session) -> edge_sdk::Result<String> { /* … */ }
+//! ```
+//!
+//! the expansion is, in outline:
+//!
+//! ```ignore
+//! async fn handle(req: Request, session: &mut Session) -> edge_sdk::Result<String> { /* … */ }
+//!
+//! const _: () = {
+//!     const fn __edge_sdk_assert_request<T: ::edge_sdk::__private::RequestArg>() {}
+//!     // … one helper per check …
+//!     __edge_sdk_assert_request::<Request>();           // spanned on `Request`
+//!     __edge_sdk_assert_session::<&mut Session>();      // spanned on `&mut Session`
+//!     __edge_sdk_assert_output::<edge_sdk::Result<String>>();
+//!     __edge_sdk_assert_send(&handle);                  // spanned on `handle`
+//! };
+//! ```
 
 mod expand;
 mod spec;
@@ -50,7 +72,7 @@ use crate::spec::Kind;
 /// }
 ///
 /// #[tokio::main]
-/// async fn main() -> edge_sdk::Result<()> {
+/// async fn main() -> std::process::ExitCode {
 ///     edge_sdk::runtime::run(handle).await
 /// }
 /// ```
@@ -82,7 +104,7 @@ pub fn blocking(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 ///
 /// #[tokio::main]
-/// async fn main() -> edge_sdk::Result<()> {
+/// async fn main() -> std::process::ExitCode {
 ///     edge_sdk::runtime::run(show).await
 /// }
 /// ```

@@ -17,7 +17,7 @@ impl RequestArg for Request {}
 
 /// Implemented only for `&mut edge_sdk::Session`.
 #[diagnostic::on_unimplemented(
-    message = "the second argument of a #[blocking] handler must be `&mut edge_sdk::Session`, not `{Self}`",
+    message = "the second argument of a `#[blocking]` handler must be `&mut edge_sdk::Session`, not `{Self}`",
     label = "expected `&mut edge_sdk::Session`",
     note = "write `session: &mut edge_sdk::Session`"
 )]
@@ -26,7 +26,7 @@ impl BlockingSessionArg for &mut Session {}
 
 /// Implemented only for `&edge_sdk::Session`.
 #[diagnostic::on_unimplemented(
-    message = "the second argument of a #[nonblocking] handler must be `&edge_sdk::Session`, not `{Self}`",
+    message = "the second argument of a `#[nonblocking]` handler must be `&edge_sdk::Session`, not `{Self}`",
     label = "expected `&edge_sdk::Session`",
     note = "write `session: &edge_sdk::Session`; non-blocking handlers only read their session"
 )]
@@ -41,9 +41,3 @@ impl NonBlockingSessionArg for &Session {}
 )]
 pub trait HandlerOutput {}
 impl<R: IntoResponse> HandlerOutput for Result<R> {}
-
-/// Compile-time check that `handler` can be served as a blocking handler.
-pub const fn assert_blocking_handler<H: for<'a> crate::handler::BlockingFn<'a>>(_: &H) {}
-
-/// Compile-time check that `handler` can be served as a non-blocking handler.
-pub const fn assert_nonblocking_handler<H: for<'a> crate::handler::NonBlockingFn<'a>>(_: &H) {}

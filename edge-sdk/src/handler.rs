@@ -84,6 +84,12 @@ where
 
 /// A function the runtime can serve; `Kind` is [`Blocking`] or
 /// [`NonBlocking`] and is inferred from the signature.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an edge-sdk handler",
+    label = "expected an `async fn` handler",
+    note = "write `#[blocking] async fn handle(req: Request, session: &mut Session) -> edge_sdk::Result<impl IntoResponse>` \
+            or `#[nonblocking] async fn handle(req: Request, session: &Session) -> …`; the attribute explains what does not fit"
+)]
 pub trait Handler<Kind>: Send + Sync + 'static {
     /// Blocking or not.
     const KIND: HandlerKind;

@@ -848,3 +848,33 @@ async fn shutdown_lets_calls_in_flight_finish() {
     stopping.await.unwrap().unwrap();
     assert_eq!(hget(&redis, "drain", "drained").unwrap(), b"syes");
 }
+
+#[tokio::test]
+async fn request_ids_are_forgotten_after_the_retention_window() {
+    let redis = RedisServer::start();
+    let mut options = NodeOptions::edge();
+    options
+        .extra_env
+        .push(("EDGE_REQUEST_ID_RETENTION_SECS", "1".into()));
+    let node = TestNode::start(store_body, &redis, options).await;
+    let client = http_client();
+    let call = |id: &str| {
+        client
+            .post(node.url("/"))
+            .header("X-session", "window")
+            .header("X-session-request-id", id)
+            .send()
+    };
+    let old = request_id();
+    assert_eq!(call(&old).await.unwrap().status(), 201);
+    assert_eq!(call(&old).await.unwrap().status(), 208);
+    // The window is measured in time; let it pass, then commit another call,
+    // which trims ids older than the window.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(call(&request_id()).await.unwrap().status(), 201);
+    let keys = edge_sdk::store::SessionKeys::new("window");
+    let kept: Option<f64> = redis.connection().zscore(&keys.reqs, &old).unwrap();
+    assert!(kept.is_none(), "an id older than the window was kept");
+    let replay: Option<Vec<u8>> = redis.connection().hget(&keys.resp, &old).unwrap();
+    assert!(replay.is_none(), "its retained response was kept");
+}

@@ -108,6 +108,7 @@ impl Error {
         Error::Custom(message.to_string())
     }
 
+    #[cfg(feature = "runtime")]
     pub(crate) fn config(name: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {
             name: name.into(),

@@ -72,6 +72,8 @@ pub async fn run<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: OpenFaaS collects logs from a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -1,113 +1,14 @@
-//! Test fixtures: a real `redis-server` on a free port, and an edge-sdk
-//! server for a handler on `127.0.0.1:0`.
+//! Test fixtures: an edge-sdk server for a handler on `127.0.0.1:0`, on top
+//! of the workspace's `test-support` (real redis-server processes).
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 use edge_sdk::handler::Handler;
 use edge_sdk::runtime::{Config, serve};
 use tokio::sync::oneshot;
 
-/// A `redis-server` started for one test, in memory, killed on drop.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-    pub password: Option<String>,
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-impl RedisServer {
-    /// Starts a server without a password.
-    pub fn start() -> RedisServer {
-        RedisServer::start_with(None, free_port())
-    }
-
-    /// Starts a server requiring `password`.
-    pub fn start_with_password(password: &str) -> RedisServer {
-        RedisServer::start_with(Some(password.to_string()), free_port())
-    }
-
-    /// Starts a server on `port` (for restarts on the same address).
-    pub fn start_with(password: Option<String>, port: u16) -> RedisServer {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(password) = &password {
-            command.args(["--requirepass", password]);
-        }
-        let child = command
-            .spawn()
-            .expect("redis-server must be installed (the README's test command installs it)");
-        let server = RedisServer {
-            child,
-            port,
-            password,
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut connection) = self.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn client(&self) -> redis::Client {
-        let url = match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => self.url(),
-        };
-        redis::Client::open(url).expect("redis url")
-    }
-
-    /// A synchronous connection for assertions.
-    pub fn connection(&self) -> redis::Connection {
-        self.client()
-            .get_connection()
-            .expect("connect to test redis")
-    }
-
-    /// Kills the server (its data is lost: it keeps nothing on disk).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+pub use test_support::{RedisServer, tempdir};
 
 /// A hierarchy with `nodes` (name, gateway) as a chain root → … → leaf,
 /// levels named level0, level1, ….
@@ -210,13 +111,6 @@ impl Drop for TestNode {
             task.abort();
         }
     }
-}
-
-/// A fresh, empty directory under the system temp dir.
-pub fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edge-sdk-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// An HTTP client that never follows redirects.

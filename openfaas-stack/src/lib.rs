@@ -5,6 +5,8 @@
 //! - [`StackFile`]: the functions of a stack file, with the fields
 //!   `faas-cli deploy` reads;
 //! - [`LanguageTemplate`]: a template's `template.yml`;
+//! - [`FunctionDeployment`], [`Secret`], [`FunctionStatus`]: the gateway's
+//!   REST types, and the deployment `faas-cli deploy` builds from a stack;
 //! - [`install_templates`]: `faas-cli template pull` from a local checkout;
 //! - [`new_function`]: `faas-cli new NAME --lang LANG` — the template's
 //!   handler folder copied to `./NAME`, and the function's entry written to
@@ -19,9 +21,13 @@
 //! assert_eq!(stack.functions["cart"].image.as_deref(), Some("cart:latest"));
 //! ```
 
+mod gateway;
 mod layout;
 mod stack;
 
+pub use gateway::{
+    DeleteFunctionRequest, FunctionDeployment, FunctionResources, FunctionStatus, Secret,
+};
 pub use layout::{
     DEFAULT_STACK_FILE, NewFunction, NewOptions, install_templates, new_function, shrinkwrap,
     validate_function_name,

@@ -162,7 +162,7 @@ impl LanguageTemplate {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(text: &str, file: &str) -> Result<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned + Default>(text: &str, file: &str) -> Result<T> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
@@ -196,7 +196,7 @@ fn scalar_string_opt<'de, D: Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
-fn scalar_map<'de, D: Deserializer<'de>>(
+pub(crate) fn scalar_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<BTreeMap<String, String>, D::Error> {
     let map: Option<BTreeMap<String, serde_yaml_ng::Value>> = Option::deserialize(d)?;

@@ -18,7 +18,9 @@
 //!
 //! Migrations (the offloading manager) take the same lock with a token that
 //! starts with [`MIGRATION_TOKEN_PREFIX`], so a blocked caller can be told
-//! that the session is being migrated.
+//! that the session is being migrated, and set the metadata field
+//! [`MIGRATION_FENCE`], which keeps the session closed to writes until the
+//! migration is decided, even if the migration's lock expired meanwhile.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -31,6 +33,8 @@ use crate::store::SessionKeys;
 
 /// Lock tokens of migrations start with this prefix.
 pub const MIGRATION_TOKEN_PREFIX: &str = "migration:";
+/// The metadata field a migration sets while it is undecided.
+pub const MIGRATION_FENCE: &str = "migration";
 
 static BEGIN_BLOCKING: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -42,6 +46,11 @@ if not current then
   redis.call('HSET', KEYS[1], 'proprietaryLocation', ARGV[1], 'currentLocation', ARGV[1],
     'timestampCreation', ARGV[5], 'timestampLastAccess', ARGV[5], 'epoch', 0, 'version', 0)
   current = ARGV[1]
+end
+-- A migration in progress fences the session even after its lock expired
+-- (checked first: during a migration both ends point at each other).
+if redis.call('HEXISTS', KEYS[1], 'migration') == 1 then
+  return {'locked', 1000, 'migration:fence'}
 end
 if current ~= ARGV[1] then
   return {'moved', current}

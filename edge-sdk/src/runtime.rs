@@ -52,11 +52,25 @@ use crate::http::{Request, Response, json_error};
 use crate::lock::{Begin, begin_blocking_call, new_token, release};
 use crate::redirect::redirect;
 use crate::session::{CommitOutcome, CommitRecord, ReadConflict, Session};
-use crate::store::{self, CURRENT_LOCATION, PROPRIETARY_LOCATION, SessionKeys};
+use crate::store::{self, SessionKeys};
 use crate::{Error, Result};
 
 /// `X-session`.
 pub const SESSION_HEADER: &str = "x-session";
+
+/// Where a read-only call finds the session: its current location, its
+/// proprietary node, and whether a migration fences it while its data is
+/// here (then this node serves reads from that frozen copy).
+static LOCATE_FOR_READ: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+-- KEYS: meta, data
+local m = redis.call('HMGET', KEYS[1], 'currentLocation', 'proprietaryLocation', 'migration')
+local frozen = m[3] and redis.call('EXISTS', KEYS[2]) == 1
+return {m[1], m[2], frozen and 1 or 0}
+"#,
+    )
+});
 /// The longest accepted session name, in bytes.
 pub const MAX_SESSION_NAME: usize = 128;
 /// How long the node configuration read from Redis is trusted.
@@ -310,18 +324,19 @@ impl<H: Handler<K>, K> Shared<H, K> {
     async fn nonblocking_call(&self, session_id: String, request: Request) -> Response {
         let keys = SessionKeys::new(&session_id);
         let mut redis = self.redis.clone();
-        let meta: redis::RedisResult<(Option<String>, Option<String>)> = redis::cmd("HMGET")
-            .arg(&keys.meta)
-            .arg(CURRENT_LOCATION)
-            .arg(PROPRIETARY_LOCATION)
-            .query_async(&mut redis)
+        let meta: redis::RedisResult<(Option<String>, Option<String>, bool)> = LOCATE_FOR_READ
+            .key(&keys.meta)
+            .key(&keys.data)
+            .invoke_async(&mut redis)
             .await;
         let proprietary = match meta {
             Err(error) => return unavailable(&error, "reading the session's location"),
-            Ok((Some(current), _)) if *current != *self.node => {
+            // Fenced by a migration with the data here: a frozen copy to read.
+            Ok((_, proprietary, true)) => proprietary.unwrap_or_default(),
+            Ok((Some(current), _, false)) if *current != *self.node => {
                 return self.redirect_to(&current, &request);
             }
-            Ok((_, proprietary)) => proprietary.unwrap_or_default(),
+            Ok((_, proprietary, false)) => proprietary.unwrap_or_default(),
         };
         let mut session = Session::new(
             session_id,

@@ -64,7 +64,13 @@ static COMMIT: LazyLock<Script> = LazyLock::new(|| {
 -- ARGV: token, node, request_id, now_iso, now_ms, retention_ms, max_ids, retain, retained,
 --       then (op, field, value) triples: op 's' sets field to value, 'd' deletes field
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[1], 'currentLocation') ~= ARGV[2] then return 0 end
+-- Moved away or fenced by a migration while the call ran: write nothing,
+-- but free the lock, which is still this call's.
+if redis.call('HGET', KEYS[1], 'currentLocation') ~= ARGV[2]
+   or redis.call('HEXISTS', KEYS[1], 'migration') == 1 then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
 local i = 10
 while i <= #ARGV do
   if ARGV[i] == 's' then
@@ -94,13 +100,18 @@ return 1
 });
 
 /// A non-blocking read: the value, unless the session moved away or was
-/// committed to since the call's first read.
+/// committed to since the call's first read. While a migration fences the
+/// session, the node that has its data serves reads from it (no commit can
+/// change it then).
 static READ_COMMITTED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 -- KEYS: meta, data; ARGV: node, field, expected_version ('' = any)
-local meta = redis.call('HMGET', KEYS[1], 'currentLocation', 'version')
-if meta[1] and meta[1] ~= ARGV[1] then return {'moved', meta[1]} end
+local meta = redis.call('HMGET', KEYS[1], 'currentLocation', 'version', 'migration')
+-- A session fenced by a migration is a frozen copy: it is read here.
+if meta[1] and meta[1] ~= ARGV[1] and not (meta[3] and redis.call('EXISTS', KEYS[2]) == 1) then
+  return {'moved', meta[1]}
+end
 local version = meta[2] or ''
 if ARGV[3] ~= '' and version ~= ARGV[3] then return {'changed'} end
 local value = redis.call('HGET', KEYS[2], ARGV[2])

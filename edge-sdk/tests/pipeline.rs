@@ -799,7 +799,7 @@ async fn round_trips_per_call_are_reads_plus_two_or_plus_one() {
         .unwrap();
     assert_eq!(response.status(), 200);
     // the location check, and one read script for each of the two keys.
-    assert_eq!(monitor.finish(), ["evalsha", "evalsha", "hmget"]);
+    assert_eq!(monitor.finish(), ["evalsha", "evalsha", "evalsha"]);
 }
 
 static DRAIN_RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);
@@ -877,4 +877,102 @@ async fn request_ids_are_forgotten_after_the_retention_window() {
     assert!(kept.is_none(), "an id older than the window was kept");
     let replay: Option<Vec<u8>> = redis.connection().hget(&keys.resp, &old).unwrap();
     assert!(replay.is_none(), "its retained response was kept");
+}
+
+static FENCE_RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+#[blocking]
+async fn write_after_signal(
+    _req: Request,
+    session: &mut Session,
+) -> edge_sdk::Result<&'static str> {
+    session.set("late", "write");
+    FENCE_RELEASE.notified().await;
+    Ok("done")
+}
+
+#[tokio::test]
+async fn a_migration_fence_closes_the_session_to_writes_even_without_a_lock() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(write_after_signal, &redis, NodeOptions::edge()).await;
+    let keys = edge_sdk::store::SessionKeys::new("moving");
+    let client = http_client();
+    let call = || {
+        client
+            .post(node.url("/"))
+            .header("X-session", "moving")
+            .header("X-session-request-id", request_id())
+            .send()
+    };
+    // A call in flight when a migration fences the session cannot commit.
+    let in_flight = tokio::spawn(call());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !redis.connection().exists::<_, bool>(&keys.lock).unwrap() {
+        assert!(Instant::now() < deadline, "the call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _: () = redis
+        .connection()
+        .hset(&keys.meta, edge_sdk::lock::MIGRATION_FENCE, "out:1:cloud")
+        .unwrap();
+    FENCE_RELEASE.notify_one();
+    assert_eq!(in_flight.await.unwrap().unwrap().status(), 423);
+    assert!(hget(&redis, "moving", "late").is_none());
+    // With no lock left, the fence alone answers 503 "being migrated".
+    let lock_left: bool = redis.connection().exists(&keys.lock).unwrap();
+    assert!(!lock_left);
+    let response = call().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("being migrated"));
+}
+
+#[tokio::test]
+async fn during_a_migration_writers_wait_and_readers_read_the_frozen_copy() {
+    let redis = RedisServer::start();
+    let writer = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let reader = TestNode::start(read_value, &redis, NodeOptions::edge()).await;
+    let client = http_client();
+    let write = || {
+        client
+            .post(writer.url("/?value"))
+            .header("X-session", "frozen")
+            .header("X-session-request-id", request_id())
+            .body("before the move")
+            .send()
+    };
+    assert_eq!(write().await.unwrap().status(), 201);
+    let keys = edge_sdk::store::SessionKeys::new("frozen");
+    // Mid-migration both ends may point at each other; the fence decides.
+    let _: () = redis
+        .connection()
+        .hset_multiple(
+            &keys.meta,
+            &[("migration", "out:1"), ("currentLocation", "cloud")],
+        )
+        .unwrap();
+    let blocked = write().await.unwrap();
+    assert_eq!(
+        blocked.status(),
+        503,
+        "a write during a migration waits, not redirected"
+    );
+    let read = client
+        .get(reader.url("/?value"))
+        .header("X-session", "frozen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.text().await.unwrap(), "before the move");
+    // Once the migration is over here (data gone, no fence), readers are redirected.
+    let _: () = redis.connection().hdel(&keys.meta, "migration").unwrap();
+    let _: () = redis.connection().del(&keys.data).unwrap();
+    let read = client
+        .get(reader.url("/?value"))
+        .header("X-session", "frozen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 307);
 }

@@ -24,10 +24,18 @@ use crate::{Error, Result, io_error};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FunctionResources {
     /// e.g. `128Mi`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub memory: String,
     /// e.g. `500m`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cpu: String,
 }
 
@@ -40,19 +48,39 @@ pub struct FunctionDeployment {
     /// The image reference.
     pub image: String,
     /// The namespace, if the provider has namespaces.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// The watchdog's process (overrides the image's `fprocess`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub env_process: String,
     /// Environment variables.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub env_vars: BTreeMap<String, String>,
     /// Placement constraints.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub constraints: Vec<String>,
     /// Names of the secrets to mount.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secrets: Vec<String>,
     /// Labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,16 +108,32 @@ pub struct FunctionStatus {
     /// The image reference.
     pub image: String,
     /// The namespace.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// The watchdog's process.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub env_process: String,
     /// Environment variables.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub env_vars: BTreeMap<String, String>,
     /// Secrets mounted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secrets: Vec<String>,
     /// Labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,10 +163,18 @@ pub struct Secret {
     /// The secret's name.
     pub name: String,
     /// The namespace.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
     /// The value as text.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub value: String,
     /// The value as bytes (base64 in JSON, as Go encodes `[]byte`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,8 +188,22 @@ pub struct DeleteFunctionRequest {
     /// The function to delete.
     pub function_name: String,
     /// Its namespace.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub namespace: String,
+}
+
+/// Go encodes nil maps and slices as `null` (older faas-cli sends
+/// `"envVars": null`): read `null` as the empty value.
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl FunctionDeployment {
@@ -233,6 +299,18 @@ mod tests {
         );
         let back: FunctionDeployment = serde_json::from_value(json).unwrap();
         assert_eq!(back, d);
+        // As older faas-cli sends it: nil maps and slices as null, extra fields.
+        let faas_cli: FunctionDeployment = serde_json::from_str(
+            r#"{"service":"f","image":"f:1","network":"func_functions","envProcess":"","envVars":null,
+                "constraints":null,"secrets":null,"labels":null,"annotations":null,"limits":null,"requests":null}"#,
+        )
+        .unwrap();
+        assert_eq!(faas_cli.service, "f");
+        assert!(
+            faas_cli.env_vars.is_empty()
+                && faas_cli.secrets.is_empty()
+                && faas_cli.labels.is_none()
+        );
         let missing = StackFile::parse("functions:\n  g:\n    lang: x\n").unwrap();
         assert!(FunctionDeployment::from_stack("g", missing.function("g").unwrap(), &dir).is_err());
     }

@@ -106,9 +106,95 @@ impl StackFile {
         parse(&text, &path.display().to_string())
     }
 
+    /// Reads a stack file after substituting `${VAR}` references in its
+    /// text, as `faas-cli` does by default (its `--envsubst`), with values
+    /// from `lookup` — usually `|name| std::env::var(name).ok()`. See
+    /// [`StackFile::substitute_env`] for the forms understood.
+    ///
+    /// ```no_run
+    /// let stack = openfaas_stack::StackFile::from_path_with_env("stack.yaml", |name| {
+    ///     std::env::var(name).ok()
+    /// })?;
+    /// # Ok::<(), openfaas_stack::Error>(())
+    /// ```
+    pub fn from_path_with_env(
+        path: impl AsRef<Path>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<StackFile> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+        parse(
+            &Self::substitute_env(&text, lookup),
+            &path.display().to_string(),
+        )
+    }
+
     /// Parses the text of a stack file.
     pub fn parse(text: &str) -> Result<StackFile> {
         parse(text, "<text>")
+    }
+
+    /// Parses the text of a stack file after substituting `${VAR}`
+    /// references with values from `lookup` (see [`StackFile::substitute_env`]).
+    pub fn parse_with_env(
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<StackFile> {
+        parse(&Self::substitute_env(text, lookup), "<text>")
+    }
+
+    /// Substitutes environment references in the text of a stack file, the
+    /// way `faas-cli` does before parsing it:
+    ///
+    /// - `${VAR}`: the value of `VAR`, empty when it is unset;
+    /// - `${VAR:-default}`: `default` when `VAR` is unset or empty;
+    /// - `${VAR-default}`: `default` when `VAR` is unset;
+    /// - `$${` is an escape for a literal `${`.
+    ///
+    /// A `$` not followed by `{`, and a `${` without its closing `}` or whose
+    /// name is not a variable name (letters, digits, `_`, not starting with a
+    /// digit), are left as written.
+    ///
+    /// ```
+    /// use openfaas_stack::StackFile;
+    ///
+    /// let lookup = |name: &str| (name == "TAG").then(|| "1.2".to_string());
+    /// assert_eq!(StackFile::substitute_env("image: cart:${TAG}", lookup), "image: cart:1.2");
+    /// assert_eq!(StackFile::substitute_env("replicas: ${N:-3}", lookup), "replicas: 3");
+    /// assert_eq!(StackFile::substitute_env("cost: $5 and $${TAG}", lookup), "cost: $5 and ${TAG}");
+    /// ```
+    pub fn substitute_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(dollar) = rest.find('$') {
+            out.push_str(&rest[..dollar]);
+            let after = &rest[dollar + 1..];
+            if let Some(escaped) = after.strip_prefix("${") {
+                out.push_str("${");
+                rest = escaped;
+                continue;
+            }
+            let Some(body_and_rest) = after.strip_prefix('{') else {
+                out.push('$');
+                rest = after;
+                continue;
+            };
+            match body_and_rest
+                .find('}')
+                .and_then(|end| expand_reference(&body_and_rest[..end], &lookup).map(|v| (end, v)))
+            {
+                Some((end, value)) => {
+                    out.push_str(&value);
+                    rest = &body_and_rest[end + 1..];
+                }
+                None => {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// The function `name`, or an error listing the functions there are.
@@ -124,6 +210,32 @@ impl StackFile {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+}
+
+/// The value of one `${…}` body, or `None` when it is not a reference.
+fn expand_reference(body: &str, lookup: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let name_end = body
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(body.len());
+    let name = &body[..name_end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let operator = &body[name_end..];
+    let value = lookup(name);
+    if operator.is_empty() {
+        Some(value.unwrap_or_default())
+    } else if let Some(default) = operator.strip_prefix(":-") {
+        Some(
+            value
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string()),
+        )
+    } else {
+        operator
+            .strip_prefix('-')
+            .map(|default| value.unwrap_or_else(|| default.to_string()))
     }
 }
 
@@ -264,6 +376,94 @@ functions:
         assert_eq!(f.build_args["EDGE_SDK_GIT"], "https://example.com/edge.git");
         let missing = stack.function("nope").unwrap_err().to_string();
         assert!(missing.contains("cdn-upload"), "{missing}");
+    }
+
+    fn lookup(name: &str) -> Option<String> {
+        match name {
+            "TAG" => Some("1.2.3".to_string()),
+            "EMPTY" => Some(String::new()),
+            "REGISTRY" => Some("ghcr.io/acme".to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_braced_references() {
+        assert_eq!(StackFile::substitute_env("${TAG}", lookup), "1.2.3");
+        assert_eq!(
+            StackFile::substitute_env("image: ${REGISTRY}/cart:${TAG}\n", lookup),
+            "image: ghcr.io/acme/cart:1.2.3\n"
+        );
+        assert_eq!(StackFile::substitute_env("a${UNSET}b", lookup), "ab");
+        assert_eq!(StackFile::substitute_env("a${EMPTY}b", lookup), "ab");
+    }
+
+    #[test]
+    fn defaults_apply_to_unset_and_for_colon_dash_to_empty() {
+        assert_eq!(
+            StackFile::substitute_env("${UNSET:-latest}", lookup),
+            "latest"
+        );
+        assert_eq!(
+            StackFile::substitute_env("${EMPTY:-latest}", lookup),
+            "latest"
+        );
+        assert_eq!(StackFile::substitute_env("${TAG:-latest}", lookup), "1.2.3");
+        assert_eq!(
+            StackFile::substitute_env("${UNSET-latest}", lookup),
+            "latest"
+        );
+        assert_eq!(StackFile::substitute_env("${EMPTY-latest}", lookup), "");
+        assert_eq!(StackFile::substitute_env("${UNSET:-}", lookup), "");
+        assert_eq!(
+            StackFile::substitute_env("${UNSET:-http://gw:8080/x}", lookup),
+            "http://gw:8080/x"
+        );
+    }
+
+    #[test]
+    fn leaves_what_is_not_a_reference_alone() {
+        for text in [
+            "$",
+            "cost: $5",
+            "$TAG",
+            "${",
+            "${TAG",
+            "${}",
+            "${1ABC}",
+            "${TAG:?err}",
+            "${TAG/x/y}",
+            "fprocess: sh -c 'echo $HOME'",
+        ] {
+            assert_eq!(StackFile::substitute_env(text, lookup), text, "{text}");
+        }
+        assert_eq!(StackFile::substitute_env("$${TAG}", lookup), "${TAG}");
+        assert_eq!(StackFile::substitute_env("${TAG}$", lookup), "1.2.3$");
+        assert_eq!(StackFile::substitute_env("é${TAG}ü", lookup), "é1.2.3ü");
+    }
+
+    #[test]
+    fn stack_files_are_read_with_substitution() {
+        let text = "functions:\n  cart:\n    image: ${REGISTRY}/cart:${TAG:-latest}\n    \
+                    environment:\n      LEVEL: ${LOG_LEVEL:-info}\n";
+        let stack = StackFile::parse_with_env(text, lookup).unwrap();
+        let cart = stack.function("cart").unwrap();
+        assert_eq!(cart.image.as_deref(), Some("ghcr.io/acme/cart:1.2.3"));
+        assert_eq!(cart.environment["LEVEL"], "info");
+        // Without substitution the references stay as written.
+        let raw = StackFile::parse(text).unwrap();
+        assert_eq!(
+            raw.function("cart").unwrap().image.as_deref(),
+            Some("${REGISTRY}/cart:${TAG:-latest}")
+        );
+
+        let dir = std::env::temp_dir().join(format!("stack-env-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stack.yaml");
+        std::fs::write(&path, text).unwrap();
+        let from_file = StackFile::from_path_with_env(&path, lookup).unwrap();
+        assert_eq!(from_file, stack);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! The manager's HTTP API, with the thesis's wire names (B.2):
+//! `…/function/session-offloading-manager?command=<command>&…`.
+//!
+//! Every command but `offload-trigger` and
+//! `garbage-collector?deletePolicy=expiration` (which the cron connector
+//! calls) needs the node token in `X-edge-token`; without it: 401.
+//! Malformed input: 400 naming the parameter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use edge_sdk::config::node_keys;
+use edge_sdk::store::SessionKeys;
+use serde_json::json;
+
+use crate::migrate;
+use crate::peers::TOKEN_HEADER;
+use crate::protocol::Manager;
+use crate::wire::{LocationUpdate, SessionToken};
+use crate::{Error, Result};
+
+/// The manager's routes: every path, every method, dispatched on `command`.
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/_/health", axum::routing::get(|| async { "OK" }))
+        .fallback(dispatch)
+        .with_state(manager)
+}
+
+async fn dispatch(
+    State(manager): State<Arc<Manager>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> Response {
+    match handle(&manager, &query, &headers).await {
+        Ok(response) => response,
+        Err(error) => {
+            if !matches!(
+                error,
+                Error::NotFound(_) | Error::Moved(_) | Error::Unauthorized(_)
+            ) {
+                tracing::warn!(
+                    command = query.get("command").map(String::as_str).unwrap_or(""),
+                    "{error}"
+                );
+            }
+            error.into_response()
+        }
+    }
+}
+
+fn parameter<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a str> {
+    match query.get(name).map(String::as_str) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(Error::BadRequest(format!(
+            "missing query parameter {name:?}"
+        ))),
+    }
+}
+
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
+    match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(Error::BadRequest(format!("missing header {name}"))),
+    }
+}
+
+fn json_header<T: serde::de::DeserializeOwned>(headers: &HeaderMap, name: &str) -> Result<T> {
+    serde_json::from_str(header_value(headers, name)?)
+        .map_err(|e| Error::BadRequest(format!("header {name} is not the expected JSON: {e}")))
+}
+
+fn epoch_parameter(query: &HashMap<String, String>, name: &str) -> Result<u64> {
+    parameter(query, name)?
+        .parse()
+        .ok()
+        .filter(|&e: &u64| e > 0)
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "query parameter {name:?} must be a positive integer"
+            ))
+        })
+}
+
+fn authenticate(manager: &Manager, headers: &HeaderMap) -> Result<()> {
+    let Some(expected) = manager.token.as_deref() else {
+        return Err(Error::Unauthorized(
+            "this node has no edge-node-token secret: deploy the manager with the deployer".into(),
+        ));
+    };
+    let given = headers
+        .get(TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    // Compare in constant time: the token is a shared secret.
+    let same = given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Unauthorized(format!(
+            "missing or wrong {TOKEN_HEADER} header"
+        )))
+    }
+}
+
+async fn handle(
+    manager: &Manager,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let command = parameter(query, "command")?;
+    let public = command == "offload-trigger"
+        || (command == "garbage-collector"
+            && query.get("deletePolicy").map(String::as_str) == Some("expiration"));
+    if !public {
+        authenticate(manager, headers)?;
+    }
+    match command {
+        "force-offload" => {
+            let session = header_value(headers, "x-forced-session")?;
+            let location = manager.force_offload(session).await?;
+            Ok(Json(json!({ "session": session, "movedTo": location.current_location, "epoch": location.epoch }))
+                .into_response())
+        }
+        "force-onload" => {
+            let location = manager.force_onload().await?;
+            Ok(
+                Json(json!({ "onloadedTo": location.current_location, "epoch": location.epoch }))
+                    .into_response(),
+            )
+        }
+        "set-offload-status" => {
+            let status = parameter(query, "status")?;
+            if status != "accept" && status != "reject" {
+                return Err(Error::BadRequest(format!(
+                    "query parameter \"status\" must be accept or reject, not {status:?}"
+                )));
+            }
+            let _: i64 = redis::cmd("HSET")
+                .arg(node_keys::HASH)
+                .arg(node_keys::OFFLOADING)
+                .arg(status)
+                .query_async(&mut manager.redis.clone())
+                .await?;
+            Ok(status.to_string().into_response())
+        }
+        "offload-session" => {
+            let token: SessionToken = json_header(headers, "x-session-token")?;
+            Ok(Json(manager.offload_session(&token).await?).into_response())
+        }
+        "onload-session" => {
+            let requester = header_value(headers, "x-onload-location")?;
+            match parameter(query, "action")? {
+                "get-session" => Ok(Json(manager.onload_get(requester).await?).into_response()),
+                "release-session" => {
+                    let session = parameter(query, "session")?;
+                    let epoch = epoch_parameter(query, "random-value")?;
+                    manager.onload_release(requester, session, epoch).await?;
+                    Ok(StatusCode::OK.into_response())
+                }
+                other => Err(Error::BadRequest(format!(
+                    "query parameter \"action\" must be get-session or release-session, not {other:?}"
+                ))),
+            }
+        }
+        "migrate-session" => {
+            let session = parameter(query, "session")?;
+            let epoch = epoch_parameter(query, "epoch")?;
+            let transfer = migrate::export(&mut manager.redis.clone(), session, epoch).await?;
+            Ok((
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                transfer.encode(),
+            )
+                .into_response())
+        }
+        "update-session" => {
+            let update: LocationUpdate = json_header(headers, "x-session-token")?;
+            if update.session.is_empty() || update.current_location.is_empty() {
+                return Err(Error::BadRequest(
+                    "X-session-token: session and currentLocation are required".into(),
+                ));
+            }
+            if !manager.infrastructure.contains(&update.current_location) {
+                return Err(Error::BadRequest(format!(
+                    "X-session-token: currentLocation {:?} is not a node of the hierarchy",
+                    update.current_location
+                )));
+            }
+            Ok(Json(manager.update_session(&update).await?).into_response())
+        }
+        "offload-trigger" => Ok(manager.offload_trigger().await?.to_string().into_response()),
+        "garbage-collector" => match parameter(query, "deletePolicy")? {
+            "expiration" => Ok(manager.collect_expired().await?.to_string().into_response()),
+            "forced" => {
+                let session = parameter(query, "sessionId")?;
+                let count = if query.get("scope").map(String::as_str) == Some("local") {
+                    u64::from(manager.delete_everything(session).await?)
+                } else {
+                    manager.delete_everywhere(session).await?
+                };
+                Ok(count.to_string().into_response())
+            }
+            other => Err(Error::BadRequest(format!(
+                "query parameter \"deletePolicy\" must be expiration or forced, not {other:?}"
+            ))),
+        },
+        "test-function" => test_function(manager, query).await,
+        other => Err(Error::BadRequest(format!(
+            "unknown command {other:?}: use force-offload, force-onload, set-offload-status, offload-session, \
+             onload-session, migrate-session, update-session, offload-trigger, garbage-collector or test-function"
+        ))),
+    }
+}
+
+async fn test_function(manager: &Manager, query: &HashMap<String, String>) -> Result<Response> {
+    let kind = parameter(query, "type")?;
+    let mut redis = manager.redis.clone();
+    if kind == "configuration" {
+        let config: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(node_keys::HASH)
+            .query_async(&mut redis)
+            .await?;
+        return Ok(Json(config).into_response());
+    }
+    const TYPES: [&str; 4] = [
+        "sessionMetadata",
+        "sessionMetadataLocations",
+        "sessionData",
+        "session",
+    ];
+    if !TYPES.contains(&kind) {
+        return Err(Error::BadRequest(format!(
+            "query parameter \"type\" must be configuration, {}, not {kind:?}",
+            TYPES.join(", ")
+        )));
+    }
+    let session = parameter(query, "value")?;
+    let keys = SessionKeys::new(session);
+    let meta: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&keys.meta)
+        .query_async(&mut redis)
+        .await?;
+    let data: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        .arg(&keys.data)
+        .query_async(&mut redis)
+        .await?;
+    if meta.is_empty() && data.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no trace of session {session:?} on {}",
+            manager.node
+        )));
+    }
+    let data_json = || -> serde_json::Value {
+        data.iter()
+            .map(|(key, stored)| {
+                let value = match stored.split_first() {
+                    Some((b's', text)) => json!(String::from_utf8_lossy(text)),
+                    Some((b'l', list)) => serde_json::from_slice(list).unwrap_or(json!(null)),
+                    Some((b'b', bytes)) => json!({ "bytes": bytes.len() }),
+                    _ => json!(null),
+                };
+                (key.clone(), value)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let body = match kind {
+        "sessionMetadata" => json!(meta),
+        "sessionMetadataLocations" => json!({
+            "proprietaryLocation": meta.get("proprietaryLocation"),
+            "currentLocation": meta.get("currentLocation"),
+            "epoch": meta.get("epoch"),
+            "migration": meta.get("migration"),
+            "hasData": !data.is_empty(),
+        }),
+        "sessionData" => data_json(),
+        _ => json!({ "metadata": meta, "data": data_json() }),
+    };
+    Ok(Json(body).into_response())
+}

@@ -1,0 +1,349 @@
+//! Three real nodes in one process: for each, a redis-server of its own, a
+//! manager, a counter function, and a small gateway routing
+//! `/function/<name>` to them that can be cut off (connections answered
+//! 502) and restored, which is how the tests kill and restart a node.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use edge_sdk::runtime::Config;
+use edge_sdk::{Request, Session, blocking, nonblocking};
+use offloading_manager::protocol::Manager;
+use redis::Commands;
+use test_support::{RedisServer, tempdir};
+use tokio::net::TcpListener;
+
+pub const MANAGER: &str = "session-offloading-manager";
+pub const TOKEN: &str = "test-node-token";
+
+/// Increments the session's counter; answers the new value.
+#[blocking]
+pub async fn counter(_req: Request, session: &mut Session) -> edge_sdk::Result<String> {
+    let value: u64 = session.get_json("counter").await?.unwrap_or(0) + 1;
+    session.set_json("counter", &value)?;
+    // Some bulk, so that sessions have a size worth moving.
+    if session.get_bytes("bulk").await?.is_none() {
+        session.set_bytes("bulk", vec![7u8; 64 * 1024]);
+    }
+    Ok(value.to_string())
+}
+
+/// Reads the session's counter without a lock.
+#[nonblocking]
+pub async fn reader(_req: Request, session: &Session) -> edge_sdk::Result<String> {
+    Ok(session
+        .get_json::<u64>("counter")
+        .await?
+        .map(|v| v.to_string())
+        .unwrap_or_default())
+}
+
+/// One node.
+pub struct Node {
+    pub name: String,
+    pub redis: RedisServer,
+    pub gateway: String,
+    routes: Arc<Mutex<HashMap<String, u16>>>,
+    down: Arc<AtomicBool>,
+    manager: Mutex<Option<(Arc<Manager>, tokio::task::JoinHandle<()>)>>,
+    config: Config,
+}
+
+impl Node {
+    /// The manager currently running on this node.
+    pub fn manager(&self) -> Arc<Manager> {
+        Arc::clone(
+            &self
+                .manager
+                .lock()
+                .unwrap()
+                .as_ref()
+                .expect("the manager is running")
+                .0,
+        )
+    }
+
+    /// Cuts the node off: its gateway answers nothing but 502, and its
+    /// manager process is gone (its Redis keeps what was stored).
+    pub fn kill(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        if let Some((_, task)) = self.manager.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    /// Cuts the node off from the outside without touching its manager
+    /// (what `kill` does first); usable from any thread.
+    pub fn cut_off_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.down)
+    }
+
+    /// Starts a fresh manager process on the node again.
+    pub async fn restart(&self) {
+        self.start_manager().await;
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    async fn start_manager(&self) {
+        let manager = offloading_manager::manager(&self.config, Duration::ZERO).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = offloading_manager::api::router(Arc::clone(&manager));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(MANAGER.to_string(), port);
+        *self.manager.lock().unwrap() = Some((manager, task));
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        self.redis.connection()
+    }
+
+    /// The session's data field on this node, if any.
+    pub fn counter(&self, session: &str) -> Option<u64> {
+        let keys = edge_sdk::store::SessionKeys::new(session);
+        let stored: Option<Vec<u8>> = self.connection().hget(keys.data, "counter").unwrap();
+        stored.map(|v| std::str::from_utf8(&v[1..]).unwrap().parse().unwrap())
+    }
+
+    pub fn meta(&self, session: &str) -> HashMap<String, String> {
+        self.connection()
+            .hgetall(edge_sdk::store::SessionKeys::new(session).meta)
+            .unwrap()
+    }
+
+    pub fn set_config(&self, field: &str, value: &str) {
+        let _: () = self.connection().hset("edge:config", field, value).unwrap();
+    }
+}
+
+/// Three nodes in a chain: cloud (root) → milan → m1.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub client: reqwest::Client,
+}
+
+#[derive(Clone)]
+struct GatewayState {
+    routes: Arc<Mutex<HashMap<String, u16>>>,
+    down: Arc<AtomicBool>,
+    client: reqwest::Client,
+}
+
+async fn proxy(
+    State(state): State<GatewayState>,
+    Path(params): Path<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if state.down.load(Ordering::SeqCst) {
+        return (StatusCode::BAD_GATEWAY, "node down").into_response();
+    }
+    let name = params.get("name").cloned().unwrap_or_default();
+    let Some(port) = state.routes.lock().unwrap().get(&name).copied() else {
+        return (StatusCode::NOT_FOUND, "no such function").into_response();
+    };
+    let rest = params.get("rest").cloned().unwrap_or_default();
+    let mut url = format!("http://127.0.0.1:{port}/{rest}");
+    if let Some(query) = uri.query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let mut request = state.client.request(method, url).body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let mut response_headers = HeaderMap::new();
+            for (name, value) in answer.headers() {
+                if name != "transfer-encoding" && name != "content-length" {
+                    response_headers.insert(name.clone(), value.clone());
+                }
+            }
+            let body = answer.bytes().await.unwrap_or_default();
+            let mut response = Response::new(axum::body::Body::from(body));
+            *response.status_mut() = status;
+            *response.headers_mut() = response_headers;
+            response
+        }
+        Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
+    }
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let names = ["cloud", "milan", "m1"];
+        let mut listeners = Vec::new();
+        for _ in names {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listeners.push(listener);
+        }
+        let gateways: Vec<String> = listeners
+            .iter()
+            .map(|l| format!("http://127.0.0.1:{}", l.local_addr().unwrap().port()))
+            .collect();
+        let hierarchy = serde_json::json!({
+            "areaTypesIdentifiers": ["cloud", "city", "district"],
+            "hierarchy": [{ "areaName": "cloud", "mainLocation": { "openfaas_gateway": gateways[0] }, "areas": [
+                { "areaName": "milan", "mainLocation": { "openfaas_gateway": gateways[1] }, "areas": [
+                    { "areaName": "m1", "mainLocation": { "openfaas_gateway": gateways[2] } } ] } ] }]
+        })
+        .to_string();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut nodes = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let name = names[i];
+            let redis = RedisServer::start_with_password(&format!("{name}-pw"));
+            let secrets = tempdir();
+            std::fs::write(secrets.join("edge-redis-password"), format!("{name}-pw")).unwrap();
+            std::fs::write(secrets.join("edge-node-token"), TOKEN).unwrap();
+            let config_for = |function: &str| {
+                let env = [
+                    ("EDGE_LOCATION", name.to_string()),
+                    ("EDGE_FUNCTION", function.to_string()),
+                    ("EDGE_INFRASTRUCTURE", hierarchy.clone()),
+                    ("EDGE_REDIS_URL", redis.url()),
+                    ("EDGE_SECRETS_DIR", secrets.display().to_string()),
+                    ("EDGE_REDIS_TIMEOUT_MS", "2000".to_string()),
+                ];
+                Config::from_lookup(|n| env.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
+                    .unwrap()
+            };
+            let routes = Arc::new(Mutex::new(HashMap::new()));
+            // The functions.
+            for (function, port) in [
+                (
+                    "counter",
+                    serve_function(counter, config_for("counter")).await,
+                ),
+                ("reader", serve_function(reader, config_for("reader")).await),
+            ] {
+                routes.lock().unwrap().insert(function.to_string(), port);
+            }
+            let down = Arc::new(AtomicBool::new(false));
+            let state = GatewayState {
+                routes: Arc::clone(&routes),
+                down: Arc::clone(&down),
+                client: client.clone(),
+            };
+            let router = Router::new()
+                .route("/function/{name}", axum::routing::any(proxy))
+                .route("/function/{name}/{*rest}", axum::routing::any(proxy))
+                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+                .with_state(state);
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+            let config = config_for(MANAGER);
+            let node = Node {
+                name: name.to_string(),
+                redis,
+                gateway: gateways[i].clone(),
+                routes,
+                down,
+                manager: Mutex::new(None),
+                config,
+            };
+            node.start_manager().await;
+            nodes.push(node);
+        }
+        Cluster { nodes, client }
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes.iter().find(|n| n.name == name).unwrap()
+    }
+
+    /// A manager command on `node`, with the node token.
+    pub async fn command(
+        &self,
+        node: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/function/{MANAGER}", self.node(node).gateway))
+            .query(query)
+            .header("x-edge-token", TOKEN);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A blocking call to the counter through `node`, following redirects
+    /// (at most `max_redirects`); returns the status, body and the number
+    /// of redirects taken.
+    pub async fn increment(
+        &self,
+        node: &str,
+        session: &str,
+        max_redirects: usize,
+    ) -> (StatusCode, String, usize) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut url = format!("{}/function/counter", self.node(node).gateway);
+        for redirects in 0..=max_redirects {
+            let answer = self
+                .client
+                .post(&url)
+                .header("X-session", session)
+                .header("X-session-request-id", &id)
+                .send()
+                .await
+                .unwrap();
+            if answer.status() == StatusCode::TEMPORARY_REDIRECT {
+                url = answer.headers()["location"].to_str().unwrap().to_string();
+                continue;
+            }
+            let status = answer.status();
+            return (status, answer.text().await.unwrap(), redirects);
+        }
+        panic!("more than {max_redirects} redirects for session {session} from {node}");
+    }
+
+    /// Which nodes hold the session's data.
+    pub fn holders(&self, session: &str) -> Vec<(String, u64)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.counter(session).map(|c| (n.name.clone(), c)))
+            .collect()
+    }
+}
+
+async fn serve_function<H: edge_sdk::handler::Handler<K>, K: 'static>(
+    handler: H,
+    config: Config,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(edge_sdk::runtime::serve(
+        handler,
+        config,
+        listener,
+        std::future::pending(),
+    ));
+    port
+}

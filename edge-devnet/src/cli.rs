@@ -65,6 +65,15 @@ pub enum Command {
         #[arg(long)]
         release: bool,
     },
+    /// Records an already built binary for an image name (e.g. the
+    /// offloading manager), as `build` does for stack functions.
+    #[command(name = "image-add")]
+    ImageAdd {
+        /// The image name deployments will use.
+        image: String,
+        /// The binary.
+        binary: PathBuf,
+    },
     /// Runs a devnet in this process (what `up` starts in the background).
     #[command(hide = true, name = "__supervise")]
     Supervise {
@@ -104,6 +113,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { format } => status(&cli.dir, &format),
         Command::Down => down(&cli.dir),
+        Command::ImageAdd { image, binary } => {
+            let stored = crate::images::add(&cli.dir, &image, &binary)?;
+            println!("image {image} → {}", stored.display());
+            Ok(())
+        }
         Command::Build {
             stack,
             filter,

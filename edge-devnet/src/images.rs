@@ -114,6 +114,24 @@ pub fn build(stack_file: &Path, dir: &Path, options: &BuildOptions) -> anyhow::R
     Ok(built)
 }
 
+/// Records an already built `binary` for `image` (copied into the devnet
+/// folder, so that rebuilding it never changes a running function).
+pub fn add(dir: &Path, image: &str, binary: &Path) -> anyhow::Result<PathBuf> {
+    if !binary.is_file() {
+        bail!("{} is not a file", binary.display());
+    }
+    std::fs::create_dir_all(dir.join("bin"))?;
+    let stored = dir.join("bin").join(sanitize(image));
+    let temporary = stored.with_extension("tmp");
+    std::fs::copy(binary, &temporary)
+        .with_context(|| format!("cannot copy {}", binary.display()))?;
+    std::fs::rename(&temporary, &stored)?;
+    let mut registry = read_registry(dir)?;
+    registry.insert(image.to_string(), stored.clone());
+    write_registry(dir, &registry)?;
+    Ok(stored)
+}
+
 /// The nearest folder at or above `start` that has `template/<lang>`.
 fn find_template_root(start: &Path, lang: &str) -> Option<PathBuf> {
     start

@@ -687,3 +687,106 @@ fn uuid_v4() -> String {
         n as u64 & 0xffff_ffff_ffff
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unchanged_deployer_deploys_a_function_to_a_whole_level() {
+    use clap::Parser as _;
+    let devnet = Devnet::up();
+    let (project, _) = built_probe();
+    let hierarchy = devnet.dir.join("hierarchy.json");
+    let args = [
+        "deployer",
+        "deploy",
+        "probe",
+        &hierarchy.display().to_string(),
+        "-f",
+        &project.join("stack.yaml").display().to_string(),
+        "--inEvery",
+        "district",
+        "--exceptIn",
+        "r2",
+    ]
+    .map(str::to_string);
+    let cli = deployer::Cli::try_parse_from(args).unwrap();
+    deployer::run(cli)
+        .await
+        .expect("the deployer deploys to the devnet");
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let token = std::fs::read_to_string(devnet.dir.join("hierarchy.json.node-token")).unwrap();
+    for node in ["m1", "m2", "r1"] {
+        let call = |path: &str| {
+            client
+                .post(format!("{}/function/probe{path}", devnet.gateway(node)))
+                .header("X-session", "deployed")
+                .header("X-session-request-id", uuid_v4())
+                .send()
+        };
+        let answer = call("").await.unwrap();
+        assert_eq!(answer.status(), 200, "probe on {node}");
+        assert_eq!(
+            answer.text().await.unwrap(),
+            format!("probe on {node} call 1")
+        );
+        // The node's own Redis password and the shared node token, as secret files.
+        let secrets = call("/secrets").await.unwrap().text().await.unwrap();
+        let redis_password = devnet.node(node)["redis_password"].as_str().unwrap();
+        assert_eq!(
+            secrets,
+            format!(
+                "location={node}\nedge-redis-password={redis_password}\nedge-node-token={}\n",
+                token.trim()
+            )
+        );
+    }
+    // Not deployed outside the selection.
+    for node in ["r2", "milan", "italy"] {
+        let answer = client
+            .post(format!("{}/function/probe", devnet.gateway(node)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "probe on {node}");
+    }
+    // The function's environment has the hierarchy without any password.
+    let status: Value = system(
+        &client,
+        &devnet,
+        "m1",
+        reqwest::Method::GET,
+        "/system/function/probe",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let infrastructure = status["envVars"]["EDGE_INFRASTRUCTURE"].as_str().unwrap();
+    assert!(!infrastructure.contains("password"), "{infrastructure}");
+    assert_eq!(status["envVars"]["EDGE_LOCATION"], "m1");
+}
+
+#[test]
+fn image_add_records_a_prebuilt_binary() {
+    let (_, built) = built_probe();
+    let registry: Value = serde_json::from_str(&std::fs::read_to_string(built.join("images.json")).unwrap()).unwrap();
+    let probe = registry["devnet-probe:test"].as_str().unwrap().to_string();
+    let dir = built.parent().unwrap().join(format!("images-{}", uuid_like()));
+    let output = run_devnet(&dir, &["image-add", "acme/prebuilt:1", &probe]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("acme/prebuilt:1"));
+    let registry: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("images.json")).unwrap()).unwrap();
+    let stored = registry["acme/prebuilt:1"].as_str().unwrap();
+    assert_eq!(std::fs::read(stored).unwrap(), std::fs::read(&probe).unwrap());
+    let missing = Command::new(env!("CARGO_BIN_EXE_edge-devnet"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["image-add", "x:1", "/nonexistent/binary"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/binary"));
+}

@@ -2,9 +2,11 @@
 //! `…/function/session-offloading-manager?command=<command>&…`.
 //!
 //! Every command but `offload-trigger` and
-//! `garbage-collector?deletePolicy=expiration` (which the cron connector
-//! calls) needs the node token in `X-edge-token`; without it: 401.
-//! Malformed input: 400 naming the parameter.
+//! `garbage-collector?deletePolicy=expiration` needs the node token in
+//! `X-edge-token`; without it: 401. Malformed input: 400 naming the
+//! parameter. A call from the cron connector (`X-Connector`, no query
+//! string) runs those two public commands, which is how the function's cron
+//! annotations schedule them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -119,6 +121,15 @@ async fn handle(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Response> {
+    // The cron connector calls with no query string: its run is the memory
+    // policy and the garbage collector.
+    if !query.contains_key("command") && headers.contains_key("x-connector") {
+        let freed = manager.offload_trigger().await?;
+        let collected = manager.collect_expired().await?;
+        return Ok(
+            Json(json!({ "offloadTrigger": freed, "garbageCollector": collected })).into_response(),
+        );
+    }
     let command = parameter(query, "command")?;
     let public = command == "offload-trigger"
         || (command == "garbage-collector"

@@ -339,7 +339,19 @@ async fn the_node_token_is_required_and_bad_input_is_named() {
         .await
         .unwrap();
     assert_eq!(forced.status(), 401);
-    // The cron connector's two commands need no token.
+    // The cron connector's run (no query string) and its two commands need no token.
+    let cron = cluster
+        .client
+        .post(&url)
+        .header("X-Connector", "cron-connector")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cron.status(), 200);
+    assert_eq!(
+        json(cron).await,
+        serde_json::json!({"offloadTrigger": 0, "garbageCollector": 0})
+    );
     let trigger = cluster
         .client
         .post(&url)
@@ -510,4 +522,64 @@ async fn the_node_token_is_required_and_bad_input_is_named() {
         )
         .await;
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_proprietary_node_costs_the_collector_bounded_retries_and_is_cleaned_later() {
+    let cluster = Cluster::start().await;
+    cluster.increment("m1", "orphan", 0).await;
+    cluster
+        .command(
+            "m1",
+            &[("command", "force-offload")],
+            &[("x-forced-session", "orphan")],
+        )
+        .await;
+    cluster.node("m1").kill();
+    cluster
+        .node("milan")
+        .set_config("sessions_data_expiration_time", "1");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let collected = cluster
+        .command(
+            "milan",
+            &[
+                ("command", "garbage-collector"),
+                ("deletePolicy", "expiration"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(collected.text().await.unwrap(), "1");
+    assert!(
+        started.elapsed() < offloading_manager::PEER_TIMEOUT * 4,
+        "the collector waited on the dead node"
+    );
+    assert!(cluster.holders("orphan").is_empty());
+    // Its record at the proprietary node is cleaned by that node's own
+    // collector once it is back: the holder it points at has no trace.
+    cluster.node("m1").restart().await;
+    assert_eq!(
+        cluster.node("m1").meta("orphan")["currentLocation"],
+        "milan"
+    );
+    cluster
+        .node("m1")
+        .set_config("sessions_data_expiration_time", "1");
+    let collected = cluster
+        .command(
+            "m1",
+            &[
+                ("command", "garbage-collector"),
+                ("deletePolicy", "expiration"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(collected.text().await.unwrap(), "0");
+    assert!(
+        cluster.node("m1").meta("orphan").is_empty(),
+        "the tracking record was left behind"
+    );
 }

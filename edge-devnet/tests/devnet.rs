@@ -773,14 +773,22 @@ async fn the_unchanged_deployer_deploys_a_function_to_a_whole_level() {
 #[test]
 fn image_add_records_a_prebuilt_binary() {
     let (_, built) = built_probe();
-    let registry: Value = serde_json::from_str(&std::fs::read_to_string(built.join("images.json")).unwrap()).unwrap();
+    let registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(built.join("images.json")).unwrap()).unwrap();
     let probe = registry["devnet-probe:test"].as_str().unwrap().to_string();
-    let dir = built.parent().unwrap().join(format!("images-{}", uuid_like()));
+    let dir = built
+        .parent()
+        .unwrap()
+        .join(format!("images-{}", uuid_like()));
     let output = run_devnet(&dir, &["image-add", "acme/prebuilt:1", &probe]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("acme/prebuilt:1"));
-    let registry: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("images.json")).unwrap()).unwrap();
+    let registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("images.json")).unwrap()).unwrap();
     let stored = registry["acme/prebuilt:1"].as_str().unwrap();
-    assert_eq!(std::fs::read(stored).unwrap(), std::fs::read(&probe).unwrap());
+    assert_eq!(
+        std::fs::read(stored).unwrap(),
+        std::fs::read(&probe).unwrap()
+    );
     let missing = Command::new(env!("CARGO_BIN_EXE_edge-devnet"))
         .arg("--dir")
         .arg(&dir)

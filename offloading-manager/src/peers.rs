@@ -119,27 +119,46 @@ impl Peers {
         }
     }
 
-    /// `offload-session` on `node`: accept (migrating the session there or
-    /// above) and answer where it went. Not repeated: a repeated offer
-    /// would be a second migration attempt.
-    pub async fn offload_session(&self, node: &str, token: &SessionToken) -> Result<Location> {
-        let header = serde_json::to_string(token).expect("a token serialises");
-        let (status, body) = self
-            .call(
-                node,
-                Method::POST,
-                &[("command", "offload-session".into())],
-                &[("x-session-token", header)],
-                false,
-            )
-            .await?;
+    /// The JSON answer of `command`, or the error its status means.
+    fn decode<T: serde::de::DeserializeOwned>(
+        node: &str,
+        command: &str,
+        (status, body): (StatusCode, Bytes),
+    ) -> Result<T> {
         if !status.is_success() {
             return Err(Peers::fail(node, status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| Error::Peer {
             node: node.to_string(),
-            message: format!("unreadable answer to offload-session: {e}"),
+            message: format!("unreadable answer to {command}: {e}"),
         })
+    }
+
+    /// The body of a successful answer, or the error its status means.
+    fn success(node: &str, (status, body): (StatusCode, Bytes)) -> Result<Bytes> {
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(Peers::fail(node, status, &body))
+        }
+    }
+
+    /// `offload-session` on `node`: accept (migrating the session there or
+    /// above) and answer where it went. Not repeated: a repeated offer
+    /// would be a second migration attempt.
+    pub async fn offload_session(&self, node: &str, token: &SessionToken) -> Result<Location> {
+        let header = serde_json::to_string(token).expect("a token serialises");
+        let query = [("command", "offload-session".to_string())];
+        let answer = self
+            .call(
+                node,
+                Method::POST,
+                &query,
+                &[("x-session-token", header)],
+                false,
+            )
+            .await?;
+        Peers::decode(node, "offload-session", answer)
     }
 
     /// `migrate-session` on `node`: the session's bytes, fenced for `epoch`.
@@ -149,32 +168,23 @@ impl Peers {
             ("session", session.to_string()),
             ("epoch", epoch.to_string()),
         ];
-        let (status, body) = self.call(node, Method::GET, &query, &[], true).await?;
-        if !status.is_success() {
-            return Err(Peers::fail(node, status, &body));
-        }
-        Ok(body)
+        Peers::success(node, self.call(node, Method::GET, &query, &[], true).await?)
     }
 
     /// `update-session` on the proprietary node `node`.
     pub async fn update_session(&self, node: &str, update: &LocationUpdate) -> Result<Location> {
         let header = serde_json::to_string(update).expect("an update serialises");
-        let (status, body) = self
+        let query = [("command", "update-session".to_string())];
+        let answer = self
             .call(
                 node,
                 Method::POST,
-                &[("command", "update-session".into())],
+                &query,
                 &[("x-session-token", header)],
                 true,
             )
             .await?;
-        if !status.is_success() {
-            return Err(Peers::fail(node, status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Peer {
-            node: node.to_string(),
-            message: format!("unreadable answer to update-session: {e}"),
-        })
+        Peers::decode(node, "update-session", answer)
     }
 
     /// `onload-session?action=get-session` on `node` for the requester
@@ -184,22 +194,11 @@ impl Peers {
             ("command", "onload-session".to_string()),
             ("action", "get-session".to_string()),
         ];
-        let (status, body) = self
-            .call(
-                node,
-                Method::POST,
-                &query,
-                &[("x-onload-location", requester.to_string())],
-                false,
-            )
+        let headers = [("x-onload-location", requester.to_string())];
+        let answer = self
+            .call(node, Method::POST, &query, &headers, false)
             .await?;
-        if !status.is_success() {
-            return Err(Peers::fail(node, status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Peer {
-            node: node.to_string(),
-            message: format!("unreadable answer to get-session: {e}"),
-        })
+        Peers::decode(node, "get-session", answer)
     }
 
     /// `onload-session?action=release-session` on the former holder.
@@ -216,19 +215,13 @@ impl Peers {
             ("session", session.to_string()),
             ("random-value", epoch.to_string()),
         ];
-        let (status, body) = self
-            .call(
-                node,
-                Method::POST,
-                &query,
-                &[("x-onload-location", requester.to_string())],
-                true,
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(Peers::fail(node, status, &body));
-        }
-        Ok(())
+        let headers = [("x-onload-location", requester.to_string())];
+        Peers::success(
+            node,
+            self.call(node, Method::POST, &query, &headers, true)
+                .await?,
+        )
+        .map(drop)
     }
 
     /// `garbage-collector?deletePolicy=forced&sessionId=…&scope=local` on
@@ -241,10 +234,10 @@ impl Peers {
             ("sessionId", session.to_string()),
             ("scope", "local".to_string()),
         ];
-        let (status, body) = self.call(node, Method::POST, &query, &[], true).await?;
-        if !status.is_success() {
-            return Err(Peers::fail(node, status, &body));
-        }
+        let body = Peers::success(
+            node,
+            self.call(node, Method::POST, &query, &[], true).await?,
+        )?;
         Ok(String::from_utf8_lossy(&body).trim().parse().unwrap_or(0))
     }
 
@@ -256,13 +249,10 @@ impl Peers {
             ("type", "sessionMetadataLocations".to_string()),
             ("value", session.to_string()),
         ];
-        let (status, body) = self.call(node, Method::GET, &query, &[], true).await?;
-        if !status.is_success() {
-            return Err(Peers::fail(node, status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Peer {
-            node: node.to_string(),
-            message: format!("unreadable answer to test-function: {e}"),
-        })
+        Peers::decode(
+            node,
+            "test-function",
+            self.call(node, Method::GET, &query, &[], true).await?,
+        )
     }
 }

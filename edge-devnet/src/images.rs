@@ -132,16 +132,22 @@ pub fn add(dir: &Path, image: &str, binary: &Path) -> anyhow::Result<PathBuf> {
     Ok(stored)
 }
 
-/// The nearest folder at or above `start` that has `template/<lang>`.
+/// Where the template comes from: the nearest folder at or above `start`
+/// that is a checkout of this repository (`template/<lang>` and
+/// `edge-sdk/`), else the nearest that has `template/<lang>`. A checkout
+/// wins over a nearer copy, such as the one a first build installs next to
+/// the stack file, so that edge-sdk stays patched to the checkout.
 fn find_template_root(start: &Path, lang: &str) -> Option<PathBuf> {
+    let has_template = |dir: &Path| {
+        dir.join("template")
+            .join(lang)
+            .join("template.yml")
+            .is_file()
+    };
     start
         .ancestors()
-        .find(|dir| {
-            dir.join("template")
-                .join(lang)
-                .join("template.yml")
-                .is_file()
-        })
+        .find(|dir| has_template(dir) && dir.join("edge-sdk/Cargo.toml").is_file())
+        .or_else(|| start.ancestors().find(|dir| has_template(dir)))
         .map(Path::to_path_buf)
 }
 

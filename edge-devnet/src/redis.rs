@@ -25,6 +25,9 @@ pub async fn start(port: u16, password: &str, log: &Path) -> anyhow::Result<Chil
         .args(["--logfile", &log.display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // A supervisor that fails half-way through starting must not leave
+        // servers behind that no state file records.
+        .kill_on_drop(true)
         .spawn()
         .context("cannot start redis-server (install it, e.g. apt-get install redis-server)")?;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -75,15 +75,21 @@ pub async fn run(hierarchy_file: &Path, dir: &Path) -> anyhow::Result<()> {
                 .await
                 .context("cannot listen on 127.0.0.1")?;
             let port = listener.local_addr()?.port();
-            let redis_port = free_port()?;
             let password = random_secret();
             let redis_password = random_secret();
-            let redis = redis::start(
-                redis_port,
-                &redis_password,
-                &dir.join("logs").join(format!("redis-{name}.log")),
-            )
-            .await?;
+            // A free port can be taken by someone else before redis-server
+            // binds it: try another one.
+            let mut attempt = 0;
+            let (redis_port, redis) = loop {
+                attempt += 1;
+                let port = free_port()?;
+                let log = dir.join("logs").join(format!("redis-{name}.log"));
+                match redis::start(port, &redis_password, &log).await {
+                    Ok(redis) => break (port, redis),
+                    Err(error) if attempt < 3 => tracing::warn!(node = %name, "redis-server on port {port}: {error:#}; trying another port"),
+                    Err(error) => return Err(error),
+                }
+            };
             let functions = Functions::new(&name, &dir, Arc::clone(&persist));
             let gateway = Arc::new(Gateway::new(&name, &password, functions, persist));
             anyhow::Ok(Node {

@@ -103,7 +103,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// An error with a message of your own, for use in handlers.
+    /// An error with a message of your own, for use in handlers (and by the
+    /// client).
     pub fn custom(message: impl fmt::Display) -> Self {
         Error::Custom(message.to_string())
     }

@@ -42,7 +42,8 @@
 //! layout), [`config`] (environment, secrets, node settings), [`runtime`]
 //! (HTTP server and the pipeline), [`handler`] (what a handler is), and
 //! [`hierarchy`] (the hierarchy file; the only module available without the
-//! default `runtime` feature).
+//! default `runtime` feature), and `client` (feature `client`: calls with
+//! request ids, retries and remembered redirects).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
@@ -51,6 +52,8 @@ pub mod hierarchy;
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "runtime")]
 pub mod config;
 #[cfg(feature = "runtime")]

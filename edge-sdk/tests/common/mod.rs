@@ -35,6 +35,14 @@ pub struct NodeOptions<'a> {
 }
 
 impl<'a> NodeOptions<'a> {
+    /// Node `location` of the default two-node chain `cloud` → `edge`.
+    pub fn edge_named(location: &'a str) -> NodeOptions<'a> {
+        NodeOptions {
+            location,
+            ..NodeOptions::edge()
+        }
+    }
+
     /// One node named `edge` in a two-node chain `cloud` → `edge`.
     pub fn edge() -> NodeOptions<'a> {
         NodeOptions {

@@ -1,13 +1,13 @@
-//! A narrated demo of the session runtime on two real nodes — `cloud` and
-//! its child `milan`, each with its own `redis-server` — run by
-//! `scripts/demo`.
+//! The session runtime alone, on two real nodes — `cloud` and its child
+//! `milan`, each with its own `redis-server` — embedded in one program:
+//! `cargo run -p edge-sdk --example two_node_demo`.
 //!
-//! What is real: the runtime, the Redis layout, locks, commits, 208 replays,
-//! 503s and 307 redirects. What is not here yet: the offloading manager
-//! (the move of step 5 is done by this program writing what the manager
-//! will write) and the OpenFaaS gateway (the client calls the function
-//! servers directly and strips the gateway's `/function/<name>` prefix when
-//! it follows a redirect).
+//! It shows the runtime without any other component: locks, commits, 208
+//! replays, 503s and 307 redirects. The move of step 4 is written by this
+//! program the way the offloading manager writes it, and there is no
+//! gateway (the client calls the function servers directly and strips the
+//! gateway's `/function/<name>` prefix when it follows a redirect). The
+//! whole system runs with `scripts/demo`.
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
@@ -262,6 +262,6 @@ async fn main() {
     println!("   body: {}", followed.text().await.unwrap());
 
     println!(
-        "\nDone. Both redis-servers are stopped on exit. Still to come: the offloading manager, the deployer and a local OpenFaaS-like devnet."
+        "\nDone. Both redis-servers are stopped on exit. The whole system, with the manager, the deployer and the devnet: scripts/demo."
     );
 }

@@ -218,20 +218,37 @@ impl Demo {
             .unwrap_or(&serde_json::Value::Null)
     }
 
-    /// Sets a field of a node's configuration in its Redis.
-    pub fn set_node_config(&self, node: &str, field: &str, value: &str) -> anyhow::Result<()> {
+    fn redis(&self, node: &str) -> anyhow::Result<redis::Connection> {
         let node = self.node(node);
         let url = format!(
             "redis://:{}@127.0.0.1:{}",
             node["redis_password"].as_str().unwrap_or_default(),
             node["redis_port"]
         );
-        let mut connection = redis::Client::open(url)?.get_connection()?;
+        Ok(redis::Client::open(url)?.get_connection()?)
+    }
+
+    /// Sets a field of a node's configuration in its Redis.
+    pub fn set_node_config(&self, node: &str, field: &str, value: &str) -> anyhow::Result<()> {
         let _: () = redis::cmd("HSET")
             .arg("edge:config")
             .arg(field)
             .arg(value)
-            .query(&mut connection)?;
+            .query(&mut self.redis(node)?)?;
+        Ok(())
+    }
+
+    /// Waits until `session`'s lock is held on `node`.
+    async fn wait_for_lock(&self, node: &str, session: &str) -> anyhow::Result<()> {
+        let lock = edge_sdk::store::SessionKeys::new(session).lock;
+        let mut redis = self.redis(node)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis::cmd("EXISTS").arg(&lock).query::<bool>(&mut redis)? {
+            if Instant::now() > deadline {
+                bail!("{session}'s lock was never taken on {node}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(())
     }
 
@@ -343,7 +360,8 @@ impl Demo {
             (answer, started)
         };
         let competitor = async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            // Once speech-to-text holds the session's lock.
+            self.wait_for_lock("milan", "alice").await?;
             let started = Instant::now();
             let answer = raw
                 .post(&upload)
@@ -351,12 +369,11 @@ impl Demo {
                 .header("X-session-request-id", new_request_id())
                 .body("a concurrent write")
                 .send()
-                .await;
-            (answer, started)
+                .await?;
+            anyhow::Ok((answer, started))
         };
-        let ((speech, speech_started), (competitor, competitor_started)) =
-            tokio::join!(speech, competitor);
-        let competitor = competitor?;
+        let ((speech, speech_started), competitor) = tokio::join!(speech, competitor);
+        let (competitor, competitor_started) = competitor?;
         let retry_after = competitor
             .headers()
             .get("retry-after")

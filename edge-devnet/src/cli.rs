@@ -363,3 +363,13 @@ fn stop_leftovers(state: &DevnetState) -> usize {
     }
     killed
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

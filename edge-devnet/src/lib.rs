@@ -15,6 +15,7 @@ pub mod cron;
 pub mod functions;
 pub mod gateway;
 pub mod images;
+pub mod link;
 pub mod redis;
 pub mod state;
 pub mod supervisor;

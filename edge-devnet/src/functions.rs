@@ -49,6 +49,9 @@ pub enum DeployError {
     /// A name that cannot be a function or secret name.
     #[error("invalid name {0:?}: use letters, digits, '-', '_' and '.'")]
     InvalidName(String),
+    /// A resource limit that cannot be read.
+    #[error("{0}")]
+    InvalidLimit(String),
     /// Something on the machine failed (files, processes).
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
@@ -128,6 +131,15 @@ impl Functions {
                 return Err(DeployError::UnknownSecret(secret.clone()));
             }
         }
+        let cpu_millis = match deployment
+            .limits
+            .as_ref()
+            .map(|l| l.cpu.as_str())
+            .filter(|c| !c.is_empty())
+        {
+            Some(cpu) => Some(crate::cpu::parse_cpu(cpu).map_err(DeployError::InvalidLimit)?),
+            None => None,
+        };
         let mut instances = self.instances.lock().await;
         let previous = instances.remove(&name);
         match (&previous, create) {
@@ -165,11 +177,25 @@ impl Functions {
         environment.extend(deployment.env_vars.clone());
         environment.insert("EDGE_SECRETS_DIR".into(), secrets_dir.display().to_string());
         environment.insert("EDGE_LISTEN".into(), format!("127.0.0.1:{port}"));
+        // The old process (if any) has exited: its cgroup is gone or reusable.
+        let cpu_limit = cpu_millis.and_then(|millis| {
+            match crate::cpu::CpuLimit::create(&self.node, &name, millis) {
+                Ok(limit) => Some(limit),
+                Err(reason) => {
+                    append_log(
+                        &log,
+                        &format!("edge-devnet: CPU limit {millis}m not applied: {reason}"),
+                    );
+                    None
+                }
+            }
+        });
         let process = Arc::new(Mutex::new(ProcessState::default()));
         let (stop, stopped) = oneshot::channel();
         let monitor = tokio::spawn(supervise_process(
             binary.clone(),
             environment,
+            cpu_limit,
             log.clone(),
             Arc::clone(&process),
             stopped,
@@ -343,6 +369,7 @@ async fn stop_instance(mut instance: Instance) {
 async fn supervise_process(
     binary: PathBuf,
     environment: BTreeMap<String, String>,
+    cpu_limit: Option<crate::cpu::CpuLimit>,
     log: PathBuf,
     state: Arc<Mutex<ProcessState>>,
     mut stop: oneshot::Receiver<()>,
@@ -366,6 +393,14 @@ async fn supervise_process(
                 continue;
             }
         };
+        if let (Some(limit), Some(pid)) = (&cpu_limit, child.id())
+            && let Err(reason) = limit.add(pid)
+        {
+            append_log(
+                &log,
+                &format!("edge-devnet: CPU limit not applied: {reason}"),
+            );
+        }
         state.lock().expect("process state poisoned").pid = child.id();
         on_change();
         tokio::select! {

@@ -141,7 +141,8 @@ fn deploy_error(error: DeployError) -> Response {
     let status = match &error {
         DeployError::UnknownImage(_)
         | DeployError::UnknownSecret(_)
-        | DeployError::InvalidName(_) => StatusCode::BAD_REQUEST,
+        | DeployError::InvalidName(_)
+        | DeployError::InvalidLimit(_) => StatusCode::BAD_REQUEST,
         DeployError::NotFound(_) => StatusCode::NOT_FOUND,
         DeployError::Exists(_) => StatusCode::CONFLICT,
         DeployError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,10 +7,11 @@
 //! The `edge-devnet` binary: `up`, `status`, `down`, `build`. Modules, one
 //! per concept: [`supervisor`] (the process that owns a devnet),
 //! [`gateway`] (the OpenFaaS API and the call proxy), [`functions`]
-//! (function processes), [`cron`] (the cron connector), [`images`] (`build`
+//! (function processes), [`cpu`] (CPU limits), [`cron`] (the cron connector), [`images`] (`build`
 //! and the image registry), [`redis`], [`state`] (the state file).
 
 pub mod cli;
+pub mod cpu;
 pub mod cron;
 pub mod functions;
 pub mod gateway;

@@ -155,6 +155,7 @@ pub async fn run(hierarchy_file: &Path, dir: &Path) -> anyhow::Result<()> {
     for node in &nodes {
         node.gateway.functions.stop_all().await;
     }
+    crate::cpu::remove_all();
     for server in servers {
         server.abort();
     }

@@ -798,3 +798,100 @@ fn image_add_records_a_prebuilt_binary() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/binary"));
 }
+
+#[tokio::test]
+async fn a_cpu_limit_puts_the_function_in_a_cgroup_with_that_quota() {
+    let controller = Path::new(edge_devnet::cpu::CPU_CONTROLLER);
+    let writable = std::fs::create_dir_all(controller.join("edge-devnet")).is_ok();
+    if !writable {
+        eprintln!(
+            "skipped: the cgroup v1 cpu controller is not writable here ({})",
+            controller.display()
+        );
+        return;
+    }
+    let devnet = Devnet::up();
+    let client = reqwest::Client::new();
+    let deployment = |cpu: &str| {
+        json!({ "service": "limited", "image": "devnet-probe:test",
+                "envVars": { "EDGE_LOCATION": "m1", "EDGE_FUNCTION": "limited", "EDGE_INFRASTRUCTURE": HIERARCHY,
+                             "EDGE_REDIS_URL": format!("redis://127.0.0.1:{}", devnet.node("m1")["redis_port"]) },
+                "limits": { "cpu": cpu } })
+    };
+    let bad = system(
+        &client,
+        &devnet,
+        "m1",
+        reqwest::Method::POST,
+        "/system/functions",
+    )
+    .json(&deployment("fast"))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("limits.cpu"));
+    let deployed = system(
+        &client,
+        &devnet,
+        "m1",
+        reqwest::Method::POST,
+        "/system/functions",
+    )
+    .json(&deployment("100m"))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(deployed.status(), 202);
+    let mut pid = 0;
+    wait_until(
+        Duration::from_secs(10),
+        "the limited function's pid",
+        || {
+            pid = devnet
+                .function_state("m1", "limited")
+                .and_then(|f| f["pid"].as_u64())
+                .unwrap_or(0);
+            pid != 0
+        },
+    );
+    let supervisor = devnet.state["supervisor_pid"].as_u64().unwrap();
+    let cgroup = controller.join(format!("edge-devnet/{supervisor}/m1.limited"));
+    let mut member = false;
+    wait_until(
+        Duration::from_secs(10),
+        "the function to join its cgroup",
+        || {
+            member = std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == pid.to_string());
+            member
+        },
+    );
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("cpu.cfs_quota_us"))
+            .unwrap()
+            .trim(),
+        "10000"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("cpu.cfs_period_us"))
+            .unwrap()
+            .trim(),
+        "100000"
+    );
+    let deleted = system(
+        &client,
+        &devnet,
+        "m1",
+        reqwest::Method::DELETE,
+        "/system/functions",
+    )
+    .json(&json!({"functionName": "limited"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(deleted.status(), 202);
+    assert!(!cgroup.exists(), "the cgroup outlived its function");
+}

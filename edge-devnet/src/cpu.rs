@@ -97,4 +97,6 @@ pub fn remove_all() {
         }
     }
     let _ = std::fs::remove_dir(&dir);
+    // The parent too, unless another devnet still uses it.
+    let _ = std::fs::remove_dir(Path::new(CPU_CONTROLLER).join("edge-devnet"));
 }

@@ -147,24 +147,10 @@ impl GatewayClient {
         password: &str,
         secret: &Secret,
     ) -> Result<Upsert, GatewayError> {
-        const PATH: &str = "/system/secrets";
-        let answer = self
-            .send(Method::POST, gateway, PATH, password, secret)
-            .await?;
-        if answer.status.is_success() {
-            return Ok(Upsert::Created);
-        }
-        if answer.status != StatusCode::CONFLICT {
-            return Err(answer.into_error(Method::POST, PATH));
-        }
-        let answer = self
-            .send(Method::PUT, gateway, PATH, password, secret)
-            .await?;
-        if answer.status.is_success() {
-            Ok(Upsert::Updated)
-        } else {
-            Err(answer.into_error(Method::PUT, PATH))
-        }
+        let first = (Method::POST, Upsert::Created);
+        let then = (StatusCode::CONFLICT, Method::PUT, Upsert::Updated);
+        self.upsert(gateway, password, "/system/secrets", secret, first, then)
+            .await
     }
 
     /// Updates the function, or creates it if it does not exist.
@@ -174,23 +160,46 @@ impl GatewayClient {
         password: &str,
         deployment: &FunctionDeployment,
     ) -> Result<Upsert, GatewayError> {
-        const PATH: &str = "/system/functions";
+        let first = (Method::PUT, Upsert::Updated);
+        let then = (StatusCode::NOT_FOUND, Method::POST, Upsert::Created);
+        self.upsert(
+            gateway,
+            password,
+            "/system/functions",
+            deployment,
+            first,
+            then,
+        )
+        .await
+    }
+
+    /// Sends `body` with the first method; if the gateway answers the
+    /// fallback status, sends it again with the fallback method.
+    async fn upsert(
+        &self,
+        gateway: &str,
+        password: &str,
+        path: &'static str,
+        body: &impl Serialize,
+        (method, outcome): (Method, Upsert),
+        (fallback_on, fallback, fallback_outcome): (StatusCode, Method, Upsert),
+    ) -> Result<Upsert, GatewayError> {
         let answer = self
-            .send(Method::PUT, gateway, PATH, password, deployment)
+            .send(method.clone(), gateway, path, password, body)
             .await?;
         if answer.status.is_success() {
-            return Ok(Upsert::Updated);
+            return Ok(outcome);
         }
-        if answer.status != StatusCode::NOT_FOUND {
-            return Err(answer.into_error(Method::PUT, PATH));
+        if answer.status != fallback_on {
+            return Err(answer.into_error(method, path));
         }
         let answer = self
-            .send(Method::POST, gateway, PATH, password, deployment)
+            .send(fallback.clone(), gateway, path, password, body)
             .await?;
         if answer.status.is_success() {
-            Ok(Upsert::Created)
+            Ok(fallback_outcome)
         } else {
-            Err(answer.into_error(Method::POST, PATH))
+            Err(answer.into_error(fallback, path))
         }
     }
 

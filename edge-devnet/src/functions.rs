@@ -31,6 +31,7 @@ const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Why a deployment was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeployError {
     /// The image was never built for the devnet.
     #[error(

@@ -80,15 +80,7 @@ const NODE_CONFIG_REFRESH: Duration = Duration::from_secs(2);
 /// serves `handler` until SIGTERM. Configuration errors are printed naming
 /// the variable, and the process exits with status 78 (`EX_CONFIG`).
 pub async fn run<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: OpenFaaS collects logs from a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    init_logging();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -113,6 +105,20 @@ pub async fn run<H: Handler<K>, K: 'static>(handler: H) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), with colours
+/// only on a terminal (OpenFaaS collects logs from a pipe). [`run`] calls
+/// it; other processes of a node (the offloading manager) use it too.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// [`run`] on a multi-threaded Tokio runtime of its own, for a `main`

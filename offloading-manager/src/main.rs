@@ -7,14 +7,7 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    edge_sdk::runtime::init_logging();
     let config = match edge_sdk::runtime::Config::from_env() {
         Ok(config) => config,
         Err(error) => {

@@ -321,19 +321,14 @@ pub async fn activate(
     epoch: u64,
 ) -> Result<()> {
     let keys = SessionKeys::new(session);
-    let reply: String = ACTIVATE
-        .key(&keys.meta)
-        .key(&keys.lock)
-        .arg(node)
-        .arg(epoch)
-        .invoke_async(redis)
-        .await?;
-    match reply.as_str() {
-        "ok" => Ok(()),
-        _ => Err(Error::Conflict(format!(
-            "session {session:?} has no copy of migration {epoch} here"
-        ))),
-    }
+    settle_step(
+        redis,
+        &ACTIVATE,
+        &[&keys.meta, &keys.lock],
+        &[node, &epoch.to_string()],
+        || format!("session {session:?} has no copy of migration {epoch} here"),
+    )
+    .await
 }
 
 static FINALIZE: LazyLock<Script> = LazyLock::new(|| {
@@ -364,22 +359,15 @@ pub async fn finalize(
     new_location: &str,
 ) -> Result<()> {
     let keys = SessionKeys::new(session);
-    let reply: String = FINALIZE
-        .key(&keys.meta)
-        .key(&keys.data)
-        .key(&keys.reqs)
-        .key(&keys.resp)
-        .key(&keys.lock)
-        .arg(epoch)
-        .arg(new_location)
-        .invoke_async(redis)
-        .await?;
-    match reply.as_str() {
-        "ok" => Ok(()),
-        _ => Err(Error::Conflict(format!(
-            "session {session:?} is not migrating out with epoch {epoch}"
-        ))),
-    }
+    let all = [&*keys.meta, &keys.data, &keys.reqs, &keys.resp, &keys.lock];
+    settle_step(
+        redis,
+        &FINALIZE,
+        &all,
+        &[&epoch.to_string(), new_location],
+        || format!("session {session:?} is not migrating out with epoch {epoch}"),
+    )
+    .await
 }
 
 static ABORT_OUT: LazyLock<Script> = LazyLock::new(|| {
@@ -400,18 +388,14 @@ return 'ok'
 /// took).
 pub async fn abort_out(redis: &mut ConnectionManager, session: &str, epoch: u64) -> Result<()> {
     let keys = SessionKeys::new(session);
-    let reply: String = ABORT_OUT
-        .key(&keys.meta)
-        .key(&keys.lock)
-        .arg(epoch)
-        .invoke_async(redis)
-        .await?;
-    match reply.as_str() {
-        "ok" => Ok(()),
-        _ => Err(Error::Conflict(format!(
-            "session {session:?} is not migrating out with epoch {epoch}"
-        ))),
-    }
+    settle_step(
+        redis,
+        &ABORT_OUT,
+        &[&keys.meta, &keys.lock],
+        &[&epoch.to_string()],
+        || format!("session {session:?} is not migrating out with epoch {epoch}"),
+    )
+    .await
 }
 
 static DROP_IN: LazyLock<Script> = LazyLock::new(|| {
@@ -434,20 +418,34 @@ return 'ok'
 /// points at the source, stays as a stub).
 pub async fn drop_in(redis: &mut ConnectionManager, session: &str, epoch: u64) -> Result<()> {
     let keys = SessionKeys::new(session);
-    let reply: String = DROP_IN
-        .key(&keys.meta)
-        .key(&keys.data)
-        .key(&keys.reqs)
-        .key(&keys.resp)
-        .key(&keys.lock)
-        .arg(epoch)
-        .invoke_async(redis)
-        .await?;
-    match reply.as_str() {
-        "ok" => Ok(()),
-        _ => Err(Error::Conflict(format!(
-            "session {session:?} has no copy of migration {epoch} here"
-        ))),
+    let all = [&*keys.meta, &keys.data, &keys.reqs, &keys.resp, &keys.lock];
+    settle_step(redis, &DROP_IN, &all, &[&epoch.to_string()], || {
+        format!("session {session:?} has no copy of migration {epoch} here")
+    })
+    .await
+}
+
+/// Runs one of the settling scripts (which answer `ok` or `conflict`) over
+/// `keys` with `args`; a conflict is described by `conflict`.
+async fn settle_step(
+    redis: &mut ConnectionManager,
+    script: &Script,
+    keys: &[&str],
+    args: &[&str],
+    conflict: impl FnOnce() -> String,
+) -> Result<()> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(*key);
+    }
+    for arg in args {
+        invocation.arg(*arg);
+    }
+    let reply: String = invocation.invoke_async(redis).await?;
+    if reply == "ok" {
+        Ok(())
+    } else {
+        Err(Error::Conflict(conflict()))
     }
 }
 

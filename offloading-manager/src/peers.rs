@@ -147,18 +147,7 @@ impl Peers {
     /// above) and answer where it went. Not repeated: a repeated offer
     /// would be a second migration attempt.
     pub async fn offload_session(&self, node: &str, token: &SessionToken) -> Result<Location> {
-        let header = serde_json::to_string(token).expect("a token serialises");
-        let query = [("command", "offload-session".to_string())];
-        let answer = self
-            .call(
-                node,
-                Method::POST,
-                &query,
-                &[("x-session-token", header)],
-                false,
-            )
-            .await?;
-        Peers::decode(node, "offload-session", answer)
+        self.post_token(node, "offload-session", token, false).await
     }
 
     /// `migrate-session` on `node`: the session's bytes, fenced for `epoch`.
@@ -173,18 +162,30 @@ impl Peers {
 
     /// `update-session` on the proprietary node `node`.
     pub async fn update_session(&self, node: &str, update: &LocationUpdate) -> Result<Location> {
-        let header = serde_json::to_string(update).expect("an update serialises");
-        let query = [("command", "update-session".to_string())];
+        self.post_token(node, "update-session", update, true).await
+    }
+
+    /// `command` on `node` with `token` as JSON in `X-session-token`,
+    /// answering a [`Location`].
+    async fn post_token(
+        &self,
+        node: &str,
+        command: &str,
+        token: &impl serde::Serialize,
+        retry: bool,
+    ) -> Result<Location> {
+        let header = serde_json::to_string(token).expect("a session token serialises");
+        let query = [("command", command.to_string())];
         let answer = self
             .call(
                 node,
                 Method::POST,
                 &query,
                 &[("x-session-token", header)],
-                true,
+                retry,
             )
             .await?;
-        Peers::decode(node, "update-session", answer)
+        Peers::decode(node, command, answer)
     }
 
     /// `onload-session?action=get-session` on `node` for the requester

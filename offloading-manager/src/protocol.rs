@@ -105,18 +105,23 @@ impl Manager {
         Ok(location)
     }
 
-    /// `force-offload`: moves `session` from this node up the tree.
-    pub async fn force_offload(&self, session: &str) -> Result<Location> {
-        let parent = self
-            .infrastructure
+    /// This node's parent, or a 400 saying the root has nothing above to
+    /// `purpose` (e.g. "offload to").
+    fn parent(&self, purpose: &str) -> Result<String> {
+        self.infrastructure
             .parent_name(&self.node)
+            .map(str::to_string)
             .ok_or_else(|| {
                 Error::BadRequest(format!(
-                    "{} is the root: there is nothing above to offload to",
+                    "{} is the root: there is nothing above to {purpose}",
                     self.node
                 ))
-            })?
-            .to_string();
+            })
+    }
+
+    /// `force-offload`: moves `session` from this node up the tree.
+    pub async fn force_offload(&self, session: &str) -> Result<Location> {
+        let parent = self.parent("offload to")?;
         let lock = migrate::migration_token();
         let token = migrate::fence_out(&mut self.redis(), &self.node, session, &lock).await?;
         self.faults.check(Step::SourceAfterFence)?;
@@ -280,16 +285,7 @@ impl Manager {
     /// `force-onload`: pull one session from above whose proprietary node
     /// lies in this node's subtree.
     pub async fn force_onload(&self) -> Result<Location> {
-        let parent = self
-            .infrastructure
-            .parent_name(&self.node)
-            .ok_or_else(|| {
-                Error::BadRequest(format!(
-                    "{} is the root: there is nothing above to onload from",
-                    self.node
-                ))
-            })?
-            .to_string();
+        let parent = self.parent("onload from")?;
         let token = match self.peers.onload_get(&parent, &self.node).await {
             Ok(token) => token,
             Err(Error::NotFound(_)) => {

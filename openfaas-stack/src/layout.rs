@@ -60,15 +60,7 @@ pub fn new_function(
     options: &NewOptions,
 ) -> Result<NewFunction> {
     validate_function_name(name)?;
-    let template_dir = project.join("template").join(lang);
-    let template_yml = template_dir.join("template.yml");
-    if !template_yml.is_file() {
-        return Err(Error::UnknownTemplate {
-            lang: lang.to_string(),
-            dir: project.join("template"),
-        });
-    }
-    let template = LanguageTemplate::from_path(&template_yml)?;
+    let (template_dir, template) = load_template(project, lang)?;
 
     let stack_file = match &options.append {
         Some(file) => {
@@ -152,15 +144,7 @@ pub fn shrinkwrap(stack_file: &Path, name: &str) -> Result<PathBuf> {
         function: name.to_string(),
         field: "handler",
     })?;
-    let template_dir = project.join("template").join(lang);
-    let template_yml = template_dir.join("template.yml");
-    if !template_yml.is_file() {
-        return Err(Error::UnknownTemplate {
-            lang: lang.to_string(),
-            dir: project.join("template"),
-        });
-    }
-    let template = LanguageTemplate::from_path(&template_yml)?;
+    let (template_dir, template) = load_template(project, lang)?;
     let context = project.join("build").join(name);
     match fs::remove_dir_all(&context) {
         Ok(()) => {}
@@ -204,6 +188,20 @@ pub fn install_templates(repository: &Path, project: &Path) -> Result<Vec<String
     }
     installed.sort();
     Ok(installed)
+}
+
+/// `project/template/<lang>` and its `template.yml`.
+fn load_template(project: &Path, lang: &str) -> Result<(PathBuf, LanguageTemplate)> {
+    let template_dir = project.join("template").join(lang);
+    let template_yml = template_dir.join("template.yml");
+    if !template_yml.is_file() {
+        return Err(Error::UnknownTemplate {
+            lang: lang.to_string(),
+            dir: project.join("template"),
+        });
+    }
+    let template = LanguageTemplate::from_path(&template_yml)?;
+    Ok((template_dir, template))
 }
 
 fn update_gitignore(project: &Path) -> Result<()> {

@@ -26,17 +26,7 @@ fn main() {
 
 fn deploy_to_gateways(count: usize) -> Duration {
     let in_flight = Arc::new(InFlight::default());
-    let gateways: Vec<FakeGateway> = (0..count)
-        .map(|i| {
-            FakeGateway::start(
-                Behavior::accepting(&format!("edge-{i}-admin-pw")),
-                in_flight.clone(),
-            )
-        })
-        .collect();
-    let dir = test_support::tempdir();
-    write_hierarchy(&dir, &flat_hierarchy(&gateways));
-    write_stack(&dir);
+    let (gateways, dir) = accepting_project(count, &in_flight);
     let mut command = deployer(&dir);
     command
         .args(["deploy", "cart", "hierarchy.json"])

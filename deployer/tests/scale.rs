@@ -13,17 +13,7 @@ use common::*;
 #[test]
 fn deploys_to_a_thousand_gateways() {
     let in_flight = Arc::new(InFlight::default());
-    let gateways: Vec<FakeGateway> = (0..1000)
-        .map(|i| {
-            FakeGateway::start(
-                Behavior::accepting(&format!("edge-{i}-admin-pw")),
-                in_flight.clone(),
-            )
-        })
-        .collect();
-    let dir = test_support::tempdir();
-    write_hierarchy(&dir, &flat_hierarchy(&gateways));
-    write_stack(&dir);
+    let (gateways, dir) = accepting_project(1000, &in_flight);
     let mut command = deployer(&dir);
     command
         .args(["deploy", "cart", "hierarchy.json"])

@@ -5,6 +5,10 @@
 //! `/function/`, restarted, updated, scheduled by the cron connector, and
 //! everything gone after `down`.
 
+mod common;
+
+use common::{repository, run_devnet, unique_name};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -18,37 +22,13 @@ const HIERARCHY: &str = r#"{"areaTypesIdentifiers":["country","city","district"]
    {"areaName":"milan","areas":[{"areaName":"m1"},{"areaName":"m2"}]},
    {"areaName":"rome","areas":[{"areaName":"r1"},{"areaName":"r2"}]}]}]}"#;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn run_devnet(dir: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_edge-devnet"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    if !output.status.success() {
-        panic!(
-            "edge-devnet {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output
-}
-
 /// A project with the probe function, built once per test run; returns the
 /// project folder and the devnet folder holding the image registry.
 fn built_probe() -> &'static (PathBuf, PathBuf) {
     static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BUILT.get_or_init(|| {
         // Inside the repository, so that build finds template/ and edge-sdk.
-        let root = repository().join("target/devnet-tests").join(uuid_like());
+        let root = repository().join("target/devnet-tests").join(unique_name());
         let project = root.join("project");
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/probe-project"),
@@ -66,14 +46,6 @@ fn built_probe() -> &'static (PathBuf, PathBuf) {
         assert!(String::from_utf8_lossy(&output.stdout).contains("devnet-probe:test"));
         (project, dir)
     })
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_seed()
-    )
 }
 
 fn rand_seed() -> u128 {
@@ -105,7 +77,10 @@ struct Devnet {
 impl Devnet {
     fn up() -> Devnet {
         let (_, built) = built_probe();
-        let dir = built.parent().unwrap().join(format!("net-{}", uuid_like()));
+        let dir = built
+            .parent()
+            .unwrap()
+            .join(format!("net-{}", unique_name()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(built.join("images.json"), dir.join("images.json")).unwrap();
         let hierarchy_file = dir.join("input.json");
@@ -662,7 +637,7 @@ async fn down_stops_exactly_what_up_started() {
 fn a_bad_hierarchy_is_refused_naming_the_problem() {
     let dir = repository()
         .join("target/devnet-tests")
-        .join(format!("bad-{}", uuid_like()));
+        .join(format!("bad-{}", unique_name()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("h.json"), r#"{"areaTypesIdentifiers":["a"],"hierarchy":[{"areaName":"x","areas":[{"areaName":"y"}]}]}"#).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_edge-devnet"))
@@ -779,7 +754,7 @@ fn image_add_records_a_prebuilt_binary() {
     let dir = built
         .parent()
         .unwrap()
-        .join(format!("images-{}", uuid_like()));
+        .join(format!("images-{}", unique_name()));
     let output = run_devnet(&dir, &["image-add", "acme/prebuilt:1", &probe]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("acme/prebuilt:1"));
     let registry: Value =

@@ -3,6 +3,10 @@
 //! environment and secrets the deployer gives a function (SPEC section 7),
 //! and called through `/function/<name>` as a client would.
 
+mod common;
+
+use common::{repository, run_devnet, unique_name};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -21,38 +25,6 @@ const EXAMPLES: [&str; 4] = [
 const HIERARCHY: &str = r#"{"areaTypesIdentifiers":["cloud","city"],
  "hierarchy":[{"areaName":"cloud","areas":[{"areaName":"milan"}]}]}"#;
 const NODE: &str = "milan";
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn unique_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn run_devnet(dir: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_edge-devnet"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    if !output.status.success() {
-        panic!(
-            "edge-devnet {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output
-}
 
 /// The examples built once per test run, in place; returns the devnet folder
 /// whose `images.json` records their images. Every run shares it: a build

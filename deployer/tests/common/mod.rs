@@ -438,3 +438,24 @@ pub fn generated_hierarchy(regions: usize, edges_per_region: usize) -> String {
     text.push_str("]}]}");
     text
 }
+
+/// `count` gateways that accept everything (admin password
+/// `edge-<i>-admin-pw`), and a project folder with a flat hierarchy of
+/// them and the `cart` stack file.
+pub fn accepting_project(
+    count: usize,
+    in_flight: &std::sync::Arc<InFlight>,
+) -> (Vec<FakeGateway>, std::path::PathBuf) {
+    let gateways: Vec<FakeGateway> = (0..count)
+        .map(|i| {
+            FakeGateway::start(
+                Behavior::accepting(&format!("edge-{i}-admin-pw")),
+                in_flight.clone(),
+            )
+        })
+        .collect();
+    let dir = test_support::tempdir();
+    write_hierarchy(&dir, &flat_hierarchy(&gateways));
+    write_stack(&dir);
+    (gateways, dir)
+}

@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use crate::images::{BuildOptions, build};
 use crate::state::{DevnetState, command_line, is_alive};
 use crate::supervisor;
+use crate::topology::LinkPlan;
 
 /// A real multi-node OpenFaaS-like hierarchy on this machine: a redis-server
 /// and a gateway per node, deployed functions run as local processes.
@@ -43,6 +44,9 @@ pub enum Command {
         /// Stay in the foreground until Ctrl-C instead of running in the background.
         #[arg(long)]
         foreground: bool,
+        /// Emulated links.
+        #[command(flatten)]
+        links: LinkArgs,
     },
     /// Shows the nodes, their Redis servers and the functions with their pids and ports.
     Status {
@@ -79,7 +83,58 @@ pub enum Command {
     Supervise {
         /// The hierarchy file.
         hierarchy: PathBuf,
+        /// Emulated links.
+        #[command(flatten)]
+        links: LinkArgs,
     },
+}
+
+/// `up`'s link emulation: a userspace proxy per link crossed, so that
+/// node-to-node and client-to-node traffic pays each link's latency and
+/// shares its bandwidth (see the `topology` module).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LinkArgs {
+    /// A parent–child link's profile, `LATENCY[+JITTER][/BANDWIDTH]` one way
+    /// (`55ms/160mbit`, `5ms+1ms/1gbit`) or `lan`, `cloud`, `none`:
+    /// `PROFILE` for every link, `NODE=PROFILE` or `LEVEL=PROFILE` for the
+    /// link between a node (or each node of a level) and its parent.
+    /// Repeatable; later ones win.
+    #[arg(long = "link", value_name = "[NODE=]PROFILE")]
+    pub link: Vec<String>,
+    /// The profile of the link between each node and its clients; clients
+    /// reach the nodes through the addresses `status` lists under
+    /// `clients`.
+    #[arg(long, value_name = "PROFILE")]
+    pub access: Option<String>,
+}
+
+impl LinkArgs {
+    /// The plan these flags describe.
+    pub fn plan(&self) -> anyhow::Result<LinkPlan> {
+        let mut plan = LinkPlan::default();
+        for link in &self.link {
+            plan.add_link(link)?;
+        }
+        if let Some(access) = &self.access {
+            plan.access = Some(
+                access
+                    .parse()
+                    .with_context(|| format!("--access {access}"))?,
+            );
+        }
+        Ok(plan)
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for link in &self.link {
+            args.extend(["--link".to_string(), link.clone()]);
+        }
+        if let Some(access) = &self.access {
+            args.extend(["--access".to_string(), access.clone()]);
+        }
+        args
+    }
 }
 
 /// Runs the command line; errors are printed and become exit status 1.
@@ -99,17 +154,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Up {
             hierarchy,
             foreground,
+            links,
         } => {
+            let plan = links.plan()?;
             if foreground {
                 init_logging();
-                runtime()?.block_on(supervisor::run(&hierarchy, &cli.dir))
+                runtime()?.block_on(supervisor::run(&hierarchy, &cli.dir, &plan))
             } else {
-                up(&hierarchy, &cli.dir)
+                up(&hierarchy, &cli.dir, &links)
             }
         }
-        Command::Supervise { hierarchy } => {
+        Command::Supervise { hierarchy, links } => {
             init_logging();
-            runtime()?.block_on(supervisor::run(&hierarchy, &cli.dir))
+            runtime()?.block_on(supervisor::run(&hierarchy, &cli.dir, &links.plan()?))
         }
         Command::Status { format } => status(&cli.dir, &format),
         Command::Down => down(&cli.dir),
@@ -159,10 +216,11 @@ fn supervisor_running(state: &DevnetState) -> bool {
         && command_line(state.supervisor_pid).is_some_and(|c| c.contains("__supervise"))
 }
 
-fn up(hierarchy: &Path, dir: &Path) -> anyhow::Result<()> {
-    // Validate here, so that a bad file is reported at once and by name.
-    edge_sdk::hierarchy::Infrastructure::from_path(hierarchy)
+fn up(hierarchy: &Path, dir: &Path, links: &LinkArgs) -> anyhow::Result<()> {
+    // Validate here, so that a bad file or flag is reported at once and by name.
+    let infrastructure = edge_sdk::hierarchy::Infrastructure::from_path(hierarchy)
         .with_context(|| format!("invalid hierarchy {}", hierarchy.display()))?;
+    links.plan()?.check(&infrastructure)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if let Some(state) = DevnetState::read(dir)? {
         if supervisor_running(&state) {
@@ -184,6 +242,7 @@ fn up(hierarchy: &Path, dir: &Path) -> anyhow::Result<()> {
         .arg(dir)
         .arg("__supervise")
         .arg(std::path::absolute(hierarchy)?)
+        .args(links.to_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -215,6 +274,7 @@ fn up(hierarchy: &Path, dir: &Path) -> anyhow::Result<()> {
         state.supervisor_pid
     );
     print_nodes(&state);
+    print_links(&state);
     println!(
         "hierarchy for the deployer: {}",
         state.hierarchy_file.display()
@@ -260,6 +320,36 @@ fn print_nodes(state: &DevnetState) {
     }
 }
 
+fn print_links(state: &DevnetState) {
+    if state.links.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<16} {:<16} {:<20} {:<20} connections",
+        "link", "to", "up", "down"
+    );
+    for link in &state.links {
+        println!(
+            "{:<16} {:<16} {:<20} {:<20} {}",
+            link.node, link.peer, link.up, link.down, link.connections
+        );
+    }
+    if let Some(node) = state.nodes.first() {
+        println!();
+        println!(
+            "clients attached to {} reach the nodes at: {}",
+            node.name,
+            node.clients
+                .iter()
+                .map(|(to, url)| format!("{to} {url}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("(every node's view: status --format json, nodes[].clients)");
+    }
+}
+
 fn status(dir: &Path, format: &str) -> anyhow::Result<()> {
     let Some(state) = DevnetState::read(dir)? else {
         bail!(
@@ -282,6 +372,7 @@ fn status(dir: &Path, format: &str) -> anyhow::Result<()> {
                 }
             );
             print_nodes(&state);
+            print_links(&state);
         }
         other => bail!("unknown format {other:?}: use text or json"),
     }

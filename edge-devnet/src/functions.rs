@@ -99,6 +99,7 @@ pub struct Functions {
     devnet_dir: PathBuf,
     instances: AsyncMutex<BTreeMap<String, Instance>>,
     on_change: Arc<dyn Fn() + Send + Sync>,
+    topology: std::sync::OnceLock<Arc<crate::topology::Topology>>,
 }
 
 impl Functions {
@@ -110,7 +111,20 @@ impl Functions {
             devnet_dir: devnet_dir.to_path_buf(),
             instances: AsyncMutex::new(BTreeMap::new()),
             on_change,
+            topology: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the devnet's emulated network: from then on, functions deployed
+    /// here get `EDGE_INFRASTRUCTURE` as this node sees the others (through
+    /// the links of the tree path). Set once, before any deployment.
+    pub fn set_topology(&self, topology: Arc<crate::topology::Topology>) {
+        let _ = self.topology.set(topology);
+    }
+
+    /// The devnet's emulated network, if it has one.
+    pub fn topology(&self) -> Option<&Arc<crate::topology::Topology>> {
+        self.topology.get()
     }
 
     /// Deploys (`create`) or redeploys (`!create`) a function.
@@ -176,6 +190,12 @@ impl Functions {
             }
         }
         environment.extend(deployment.env_vars.clone());
+        if let (Some(topology), Some(infrastructure)) = (
+            self.topology.get(),
+            environment.get_mut("EDGE_INFRASTRUCTURE"),
+        ) {
+            *infrastructure = topology.rewrite_infrastructure(&self.node, infrastructure);
+        }
         environment.insert("EDGE_SECRETS_DIR".into(), secrets_dir.display().to_string());
         environment.insert("EDGE_LISTEN".into(), format!("127.0.0.1:{port}"));
         // The old process (if any) has exited: its cgroup is gone or reusable.

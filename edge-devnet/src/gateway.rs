@@ -8,6 +8,7 @@
 //! | `GET/POST/PUT/DELETE /system/functions` | list, create, update, delete |
 //! | `GET /system/function/{name}` | one function |
 //! | `GET/POST/PUT/DELETE /system/secrets` | list (names), create, update, delete |
+//! | `GET /system/links` | the devnet's emulated links and the bytes that crossed them (404 without `--link`/`--access`); not part of OpenFaaS |
 //! | `* /function/{name}[/…]` | the call, forwarded with method, path, query, headers and body; the answer (3xx included) passed back unfollowed |
 //!
 //! Everything under `/system/` needs basic auth `admin:<openfaas_password>`.
@@ -70,6 +71,12 @@ impl Gateway {
         }
     }
 
+    /// Gives the gateway the devnet's emulated network (see
+    /// [`Functions::set_topology`]).
+    pub fn set_topology(&self, topology: Arc<crate::topology::Topology>) {
+        self.functions.set_topology(topology);
+    }
+
     /// The gateway's routes.
     pub fn router(self: Arc<Self>) -> Router {
         let system = Router::new()
@@ -82,6 +89,7 @@ impl Gateway {
                     .delete(delete_function),
             )
             .route("/system/function/{name}", get(get_function))
+            .route("/system/links", get(links))
             .route(
                 "/system/secrets",
                 get(list_secrets)
@@ -101,6 +109,17 @@ impl Gateway {
             .merge(system)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self)
+    }
+}
+
+async fn links(State(gateway): State<Arc<Gateway>>) -> Response {
+    match gateway.functions.topology() {
+        Some(topology) => Json(topology.links()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "this devnet emulates no links: start it with --link or --access\n",
+        )
+            .into_response(),
     }
 }
 

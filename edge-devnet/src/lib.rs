@@ -7,7 +7,8 @@
 //! The `edge-devnet` binary: `up`, `status`, `down`, `build`. Modules, one
 //! per concept: [`supervisor`] (the process that owns a devnet),
 //! [`gateway`] (the OpenFaaS API and the call proxy), [`functions`]
-//! (function processes), [`cpu`] (CPU limits), [`cron`] (the cron connector), [`images`] (`build`
+//! (function processes), [`cpu`] (CPU limits), [`link`] and [`topology`]
+//! (emulated links), [`cron`] (the cron connector), [`images`] (`build`
 //! and the image registry), [`redis`], [`state`] (the state file).
 
 pub mod cli;
@@ -20,3 +21,4 @@ pub mod link;
 pub mod redis;
 pub mod state;
 pub mod supervisor;
+pub mod topology;

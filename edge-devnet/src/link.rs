@@ -323,6 +323,9 @@ impl<'de> serde::Deserialize<'de> for LinkProfile {
 #[derive(Debug, Clone)]
 pub struct Link {
     shared: Arc<LinkShared>,
+    /// Whether this handle sees the link from its far end: its `up` is the
+    /// link's `down` (see [`Link::reversed`]).
+    reversed: bool,
 }
 
 #[derive(Debug)]
@@ -377,6 +380,34 @@ impl Link {
                 down: Direction::new(down),
                 connections: AtomicU64::new(0),
             }),
+            reversed: false,
+        }
+    }
+
+    /// The same link entered from its far end: connections through the
+    /// returned handle send on this link's `down` direction and receive on
+    /// its `up` direction, sharing their wires and counters. A tree edge is
+    /// one link whichever end a connection starts from.
+    pub fn reversed(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            reversed: !self.reversed,
+        }
+    }
+
+    fn towards_upstream(&self) -> &Direction {
+        if self.reversed {
+            &self.shared.down
+        } else {
+            &self.shared.up
+        }
+    }
+
+    fn towards_client(&self) -> &Direction {
+        if self.reversed {
+            &self.shared.up
+        } else {
+            &self.shared.down
         }
     }
 
@@ -387,22 +418,22 @@ impl Link {
 
     /// The profile from the connecting side to the upstream.
     pub fn up(&self) -> LinkProfile {
-        self.shared.up.profile
+        self.towards_upstream().profile
     }
 
     /// The profile from the upstream back to the connecting side.
     pub fn down(&self) -> LinkProfile {
-        self.shared.down.profile
+        self.towards_client().profile
     }
 
     /// Bytes delivered to the upstream so far.
     pub fn bytes_up(&self) -> u64 {
-        self.shared.up.bytes.load(Ordering::Relaxed)
+        self.towards_upstream().bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes delivered back to the connecting side so far.
     pub fn bytes_down(&self) -> u64 {
-        self.shared.down.bytes.load(Ordering::Relaxed)
+        self.towards_client().bytes.load(Ordering::Relaxed)
     }
 
     /// Connections accepted so far.
@@ -581,8 +612,8 @@ async fn serve(client: TcpStream, upstream: SocketAddr, link: Link) {
     }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, &link.shared.up);
-    let down = pump(server_read, client_write, &link.shared.down);
+    let up = pump(client_read, server_write, link.towards_upstream());
+    let down = pump(server_read, client_write, link.towards_client());
     if let Err(error) = tokio::try_join!(up, down) {
         tracing::debug!(%upstream, "link proxy: connection closed: {error}");
     }

@@ -21,6 +21,11 @@ pub struct DevnetState {
     pub hierarchy_file: PathBuf,
     /// The nodes, in the hierarchy's pre-order.
     pub nodes: Vec<NodeState>,
+    /// The emulated links, when `up` was given `--link` or `--access`
+    /// (their byte counters as of the last write of this file; the live
+    /// ones are at `GET /system/links` on any gateway).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::topology::LinkStatus>,
 }
 
 /// One node: a gateway and a Redis server.
@@ -42,6 +47,11 @@ pub struct NodeState {
     pub redis_pid: u32,
     /// The functions deployed on this node.
     pub functions: Vec<FunctionState>,
+    /// With emulated links: every node's gateway as a client attached to
+    /// this node reaches it (through this node's access link and the tree
+    /// path), by node name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub clients: std::collections::BTreeMap<String, String>,
 }
 
 /// One deployed function's process.

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::functions::{Functions, free_port};
 use crate::gateway::Gateway;
 use crate::state::{DevnetState, FunctionState, NodeState};
+use crate::topology::{LinkPlan, NodeAddress, Topology};
 use crate::{cron, redis};
 
 /// The resolved hierarchy file in a devnet folder.
@@ -37,7 +38,7 @@ struct Node {
 
 /// Brings up the hierarchy in `hierarchy_file` in the folder `dir` and runs
 /// it until SIGTERM or Ctrl-C.
-pub async fn run(hierarchy_file: &Path, dir: &Path) -> anyhow::Result<()> {
+pub async fn run(hierarchy_file: &Path, dir: &Path, plan: &LinkPlan) -> anyhow::Result<()> {
     let infrastructure = Infrastructure::from_path(hierarchy_file)
         .with_context(|| format!("invalid hierarchy {}", hierarchy_file.display()))?;
     std::fs::create_dir_all(dir.join("logs"))?;
@@ -111,6 +112,33 @@ pub async fn run(hierarchy_file: &Path, dir: &Path) -> anyhow::Result<()> {
 
     // The hierarchy the deployer will use, with this devnet's addresses.
     let resolved = resolve(&infrastructure, &nodes)?;
+    let topology = if plan.is_empty() {
+        None
+    } else {
+        let addresses: Vec<NodeAddress> = nodes
+            .iter()
+            .map(|n| NodeAddress {
+                name: n.name.clone(),
+                gateway_port: n.port,
+                redis_port: n.redis_port,
+            })
+            .collect();
+        let topology = Arc::new(Topology::start(&infrastructure, &addresses, plan).await?);
+        tracing::info!(
+            proxies = topology.proxy_count(),
+            "emulated links: {}",
+            topology
+                .links()
+                .iter()
+                .map(|l| format!("{}–{} {}", l.node, l.peer, l.up))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for node in &nodes {
+            node.gateway.set_topology(Arc::clone(&topology));
+        }
+        Some(topology)
+    };
     std::fs::write(hierarchy_path(&dir), resolved.to_json_pretty())?;
 
     let mut servers = Vec::new();
@@ -144,8 +172,13 @@ pub async fn run(hierarchy_file: &Path, dir: &Path) -> anyhow::Result<()> {
                 redis_password: n.redis_password.clone(),
                 redis_pid: n.redis.id().unwrap_or_default(),
                 functions: Vec::new(),
+                clients: topology
+                    .as_ref()
+                    .map(|t| t.client_gateways(&n.name))
+                    .unwrap_or_default(),
             })
             .collect(),
+        links: topology.as_ref().map(|t| t.links()).unwrap_or_default(),
     });
     refresh_state(&state, &nodes_cell, &dir).await;
     tracing::info!(nodes = nodes.len(), "devnet up");
@@ -159,6 +192,7 @@ pub async fn run(hierarchy_file: &Path, dir: &Path) -> anyhow::Result<()> {
     for server in servers {
         server.abort();
     }
+    drop(topology);
     for node in &mut nodes {
         let _ = node.redis.start_kill();
         let _ = node.redis.wait().await;

@@ -42,6 +42,12 @@ pub struct ClientOptions {
     pub max_redirects: usize,
     /// Timeout of each HTTP request.
     pub timeout: Duration,
+    /// Where this client reaches a node, by node name, when that differs
+    /// from the address the nodes advertise (a NAT, a tunnel, a devnet's
+    /// emulated access link): a redirect to a node listed here goes to this
+    /// origin (`scheme://host[:port]`), keeping the `Location`'s path and
+    /// query. Empty by default: the `Location` is followed as given.
+    pub node_origins: HashMap<String, String>,
 }
 
 impl Default for ClientOptions {
@@ -52,6 +58,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(2),
             max_redirects: 5,
             timeout: Duration::from_secs(30),
+            node_origins: HashMap::new(),
         }
     }
 }
@@ -256,6 +263,10 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
+                let next = match self.options.node_origins.get(&node) {
+                    Some(origin) => rebase(&next, origin),
+                    None => next,
+                };
                 if let Some(origin) = origin_of(&next) {
                     self.locations
                         .lock()

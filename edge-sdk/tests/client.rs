@@ -97,3 +97,48 @@ async fn redirects_are_followed_and_remembered() {
     assert!(third.attempts > 1);
     assert_eq!(client.location_of("roaming"), None);
 }
+
+#[tokio::test]
+async fn a_client_with_its_own_route_to_a_node_uses_it_on_redirects() {
+    let redis_cloud = RedisServer::start();
+    let redis_edge = RedisServer::start();
+    let cloud = TestNode::start(count, &redis_cloud, NodeOptions::edge_named("cloud")).await;
+    // The edge advertises an address of the cloud this client cannot reach.
+    let mut options = NodeOptions::edge();
+    options.infrastructure = chain_hierarchy(&[
+        ("cloud", "http://127.0.0.1:9"),
+        ("edge", "http://127.0.0.1:9"),
+    ]);
+    let edge = TestNode::start(count, &redis_edge, options).await;
+    let _: () = redis_edge
+        .connection()
+        .hset_multiple(
+            edge_sdk::store::SessionKeys::new("routed").meta,
+            &[
+                ("proprietaryLocation", "edge"),
+                ("currentLocation", "cloud"),
+            ],
+        )
+        .unwrap();
+    let client = Client::with_options({
+        let mut options = ClientOptions::default();
+        options.attempts = 1;
+        options
+            .node_origins
+            .insert("cloud".into(), cloud.url("").trim_end_matches('/').into());
+        options
+    });
+    let first = client
+        .post(&edge.url("/x?y=1"), "routed", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.status.as_u16(), first.redirects, first.text()),
+        (200, 1, "1".to_string())
+    );
+    let second = client
+        .post(&edge.url("/x?y=1"), "routed", "")
+        .await
+        .unwrap();
+    assert_eq!((second.redirects, second.text()), (0, "2".to_string()));
+}

@@ -1,6 +1,11 @@
-//! What the link self-test and the link benchmark share: an echo server, a
-//! sink server, and round-trip and throughput measurements through a link
-//! proxy.
+//! What the link self-test, the topology test and the link benchmark
+//! share: an echo server, a sink server, and round-trip and throughput
+//! measurements through a link proxy.
+
+#![allow(
+    dead_code,
+    reason = "each test or bench that includes this module uses a part of it"
+)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -70,10 +70,14 @@ pub const EXAMPLES: [&str; 4] = [
     "shopping-cart",
     "speech-to-text",
 ];
-const MANAGER: &str = "session-offloading-manager";
-const MANAGER_IMAGE: &str = "ghcr.io/edge-sessions/session-offloading-manager:0.1.0";
+/// The manager's function name.
+pub const MANAGER: &str = "session-offloading-manager";
+/// The image name the manager's binary is registered under.
+pub const MANAGER_IMAGE: &str = "ghcr.io/edge-sessions/session-offloading-manager:0.1.0";
 
-fn run_tool(program: &Path, args: &[&str]) -> anyhow::Result<String> {
+/// Runs `program args…` and returns its standard output; a failure is an
+/// error with both outputs.
+pub fn run_tool(program: &Path, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new(program)
         .args(args)
         .output()

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use http::{HeaderMap, Method};
 
 use crate::chart::{BarChart, Chart, Series, Style};
-use crate::net::{CLOUD, EDGE, Net, Profile};
+use crate::net::{ACCESS, CLOUD, EDGE, Net, Profile};
 use crate::output::{Figure, Out, Section, linear_fit, mean, ms, percentile, size};
 
 /// How much of each experiment to run.
@@ -40,22 +40,22 @@ pub struct Context<'a> {
     pub summary: &'a mut Vec<Figure>,
 }
 
-/// The access link's one-way latency (the `lan` profile).
-const ACCESS_ONE_WAY: f64 = 0.0005;
-/// The access link's bandwidth.
-const ACCESS_BANDWIDTH: f64 = 1e9;
-
 fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
 
-fn octet_stream() -> HeaderMap {
+/// Headers that say the body's content type.
+fn content_type(value: &'static str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/octet-stream"),
+        http::HeaderValue::from_static(value),
     );
     headers
+}
+
+fn octet_stream() -> HeaderMap {
+    content_type("application/octet-stream")
 }
 
 /// Uploads `bytes` bytes to `session` at the edge (retrying as a client does).
@@ -80,18 +80,70 @@ async fn upload(net: &Net, session: &str, file: &str, bytes: usize) -> anyhow::R
     Ok(())
 }
 
-/// The thesis's offload-time model: `base + per_mb × MB`.
-fn thesis_offload(profile: Profile, bytes: f64) -> f64 {
-    match profile.name {
-        "lan" => 0.2 + 0.1 * bytes / 1e6,
-        _ => 2.0 + 0.4 * bytes / 1e6,
-    }
+/// The experiments, declared in the report's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Experiment {
+    /// 7.3.1, [`redirect`].
+    Redirect,
+    /// 7.3.2, [`timeline`].
+    Timeline,
+    /// 7.3.2, [`ramp`].
+    Ramp,
+    /// 7.3.3, [`offload_time`].
+    OffloadTime,
+    /// 7.4.1, [`bandwidth`].
+    Bandwidth,
+    /// 7.4.2, [`concurrency`].
+    Concurrency,
+    /// 7.4.3, [`speech`].
+    Speech,
 }
 
-fn thesis_redirect(profile: Profile) -> &'static str {
-    match profile.name {
-        "lan" => "40–80 ms",
-        _ => "≈350 ms",
+impl Experiment {
+    /// What runs on `profile`, in running order: the 7.3 benchmarks on
+    /// every link, the rest on the cloud link as in the thesis; the ramp
+    /// last, since it loads the edge and moves many sessions.
+    pub fn on(profile: Profile) -> &'static [Experiment] {
+        use Experiment::*;
+        if profile == Profile::CLOUD {
+            &[
+                Redirect,
+                Timeline,
+                OffloadTime,
+                Bandwidth,
+                Speech,
+                Concurrency,
+                Ramp,
+            ]
+        } else {
+            &[Redirect, Timeline, OffloadTime]
+        }
+    }
+
+    /// Its name in progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::Redirect => "redirect",
+            Experiment::Timeline => "timeline",
+            Experiment::Ramp => "ramp",
+            Experiment::OffloadTime => "offload",
+            Experiment::Bandwidth => "bandwidth",
+            Experiment::Concurrency => "concurrency",
+            Experiment::Speech => "speech",
+        }
+    }
+
+    /// Runs it; `wav` is the recording the speech experiments send.
+    pub async fn run(self, cx: &mut Context<'_>, wav: &Bytes) -> anyhow::Result<Section> {
+        match self {
+            Experiment::Redirect => redirect(cx).await,
+            Experiment::Timeline => timeline(cx).await,
+            Experiment::Ramp => ramp(cx).await,
+            Experiment::OffloadTime => offload_time(cx).await,
+            Experiment::Bandwidth => bandwidth(cx, wav).await,
+            Experiment::Concurrency => concurrency(cx).await,
+            Experiment::Speech => speech(cx, wav).await,
+        }
     }
 }
 
@@ -101,7 +153,7 @@ pub async fn redirect(cx: &mut Context<'_>) -> anyhow::Result<Section> {
     let profile = net.profile;
     let samples = cx
         .scale
-        .pick(if profile.name == "lan" { 1000 } else { 200 }, 10);
+        .pick(if profile == Profile::LAN { 1000 } else { 200 }, 10);
     let session = "redirect";
     upload(net, session, "r.txt", 1000).await?;
     net.offload(session).await?;
@@ -170,8 +222,8 @@ pub async fn redirect(cx: &mut Context<'_>) -> anyhow::Result<Section> {
     }
     let name = format!("redirect-{}", profile.name);
     let data = cx.out.csv(&name, &["sample", "kind", "ms"], &rows)?;
-    let limit_stub = 2.0 * ACCESS_ONE_WAY;
-    let limit_direct = 2.0 * (ACCESS_ONE_WAY + profile.one_way);
+    let limit_stub = 2.0 * ACCESS.one_way();
+    let limit_direct = 2.0 * (ACCESS.one_way() + profile.one_way());
     let limit_redirected = limit_stub + limit_direct;
     let (path, chart) = cx.out.chart(&name);
     let mut figure = Chart::new(
@@ -250,13 +302,13 @@ pub async fn redirect(cx: &mut Context<'_>) -> anyhow::Result<Section> {
          one round trip to iowa; the emulation does not charge TCP handshakes, which on a real \
          link add a round trip per new connection.",
         ms(percentile(&redirected, 50.0) - percentile(&direct, 50.0)),
-        thesis_redirect(profile)
+        profile.thesis_redirect
     ));
     section.figure(&chart, "redirect time", &data);
     cx.summary.push(Figure {
         what: format!("redirected call, p50 ({})", profile.name),
         ours: ms(percentile(&redirected, 50.0)),
-        thesis: thesis_redirect(profile).into(),
+        thesis: profile.thesis_redirect.into(),
         limit: ms(limit_redirected),
     });
     Ok(section)
@@ -404,9 +456,9 @@ pub async fn timeline(cx: &mut Context<'_>) -> anyhow::Result<Section> {
         .filter(|c| c.status == 200 && c.node == CLOUD)
         .map(|c| c.start + c.latency)
         .fold(f64::INFINITY, f64::min);
-    let limit_edge = 2.0 * ACCESS_ONE_WAY + 8e6 / ACCESS_BANDWIDTH;
-    let limit_cloud =
-        2.0 * (ACCESS_ONE_WAY + profile.one_way) + 8e6 / profile.bandwidth.min(ACCESS_BANDWIDTH);
+    let limit_edge = 2.0 * ACCESS.one_way() + 8e6 / ACCESS.bandwidth();
+    let limit_cloud = 2.0 * (ACCESS.one_way() + profile.one_way())
+        + 8e6 / profile.bandwidth().min(ACCESS.bandwidth());
     let mut section = Section::new(format!(
         "7.3.2 A client across an offload — {} link",
         profile.name
@@ -652,7 +704,7 @@ pub async fn offload_time(cx: &mut Context<'_>) -> anyhow::Result<Section> {
     );
     let repeats = cx
         .scale
-        .pick(if profile.name == "lan" { 20 } else { 10 }, 2);
+        .pick(if profile == Profile::LAN { 20 } else { 10 }, 2);
     let mut rows = Vec::new();
     let mut samples: Vec<(f64, f64)> = Vec::new();
     for &bytes in &sizes {
@@ -711,7 +763,7 @@ pub async fn offload_time(cx: &mut Context<'_>) -> anyhow::Result<Section> {
         "thesis (Figures 7.4, 7.5)",
         sizes
             .iter()
-            .map(|&b| (b as f64, thesis_offload(profile, b as f64) * 1e3))
+            .map(|&b| (b as f64, profile.thesis_offload_time(b as f64) * 1e3))
             .collect(),
         Style::Dashed,
     ));
@@ -725,16 +777,17 @@ pub async fn offload_time(cx: &mut Context<'_>) -> anyhow::Result<Section> {
                 ms(p50(b)),
                 ms(limit),
                 format!("{:.1}", p50(b) / limit),
-                ms(thesis_offload(profile, b as f64)),
+                ms(profile.thesis_offload_time(b as f64)),
             ]
         })
         .collect();
     let fit_points: Vec<(f64, f64)> = samples.iter().map(|(b, t)| (b / 1e6, *t)).collect();
     let (base, per_mb) = linear_fit(&fit_points);
-    let thesis_model = match profile.name {
-        "lan" => "200 ms + 100 ms/MB",
-        _ => "2 s + 400 ms/MB",
-    };
+    let thesis_model = format!(
+        "{} + {}/MB",
+        ms(profile.thesis_offload.0),
+        ms(profile.thesis_offload.1)
+    );
     let mut section = Section::new(format!(
         "7.3.3 Offload time vs session size — {} link",
         profile.name
@@ -757,14 +810,18 @@ pub async fn offload_time(cx: &mut Context<'_>) -> anyhow::Result<Section> {
         ms(base),
         ms(per_mb),
         ms(profile.rtt()),
-        ms(8e6 / profile.bandwidth)
+        ms(8e6 / profile.bandwidth())
     ));
     section.figure(&chart, "offload time", &data);
     cx.summary.push(Figure {
         what: format!("offload time ({})", profile.name),
         ours: format!("{} + {}/MB", ms(base), ms(per_mb)),
-        thesis: thesis_model.into(),
-        limit: format!("{} + {}/MB", ms(profile.rtt()), ms(8e6 / profile.bandwidth)),
+        thesis: thesis_model,
+        limit: format!(
+            "{} + {}/MB",
+            ms(profile.rtt()),
+            ms(8e6 / profile.bandwidth())
+        ),
     });
     Ok(section)
 }
@@ -913,11 +970,7 @@ pub async fn speech(cx: &mut Context<'_>, wav: &Bytes) -> anyhow::Result<Section
     let session = "speech";
     let client = net.client(8);
     let url = net.url(EDGE, "speech-to-text", "");
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("audio/wav"),
-    );
+    let headers = content_type("audio/wav");
     let mut rows = Vec::new();
     let mut points: Vec<(usize, f64, String)> = Vec::new();
     let mut offload_took = 0.0;
@@ -989,7 +1042,7 @@ pub async fn speech(cx: &mut Context<'_>, wav: &Bytes) -> anyhow::Result<Section
         "The round trip to iowa adds {} of network; the recognition itself runs {} at iowa. \
          The thesis (Figure 7.9) found the same trade: the farther node answers faster once \
          the computation dominates.",
-        ms(2.0 * (0.055 + ACCESS_ONE_WAY)),
+        ms(2.0 * (net.profile.one_way() + ACCESS.one_way())),
         if cloud < edge {
             "faster, so the calls are faster"
         } else {
@@ -1029,11 +1082,7 @@ fn link_bytes(
 pub async fn bandwidth(cx: &mut Context<'_>, wav: &Bytes) -> anyhow::Result<Section> {
     let net = cx.net;
     let calls = cx.scale.pick(10, 2);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("audio/wav"),
-    );
+    let headers = content_type("audio/wav");
     let mut measured = Vec::new();
     for (solution, node) in [("hybrid", EDGE), ("cloud only", CLOUD)] {
         let session = format!("bandwidth-{}", solution.replace(' ', "-"));

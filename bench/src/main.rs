@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
-use edge_bench::experiments::{self, Context, Scale};
+use edge_bench::experiments::{Context, Experiment, Scale};
 use edge_bench::net::{Net, Profile, build_functions};
 use edge_bench::output::{Out, Section};
 use edge_bench::report::{self, RunInfo};
@@ -62,7 +62,8 @@ async fn run(cli: Cli) -> anyhow::Result<usize> {
         "please turn on the lights in the kitchen and play some music",
     )?);
     let mut summary = Vec::new();
-    let mut sections: Vec<(u8, Section)> = Vec::new();
+    // Sections sort by experiment, then lan before cloud.
+    let mut sections: Vec<((Experiment, bool), Section)> = Vec::new();
     let mut failures = Vec::new();
     for profile in [Profile::LAN, Profile::CLOUD] {
         let mut net = Net::up(&tools, &devnet_dir, profile)?;
@@ -71,21 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<usize> {
             profile.name,
             started.elapsed().as_secs_f64()
         );
-        let cloud = profile.name == "cloud";
-        let list: &[(u8, &str)] = if cloud {
-            &[
-                (1, "redirect"),
-                (3, "timeline"),
-                (5, "offload"),
-                (6, "bandwidth"),
-                (8, "speech"),
-                (7, "concurrency"),
-                (4, "ramp"),
-            ]
-        } else {
-            &[(0, "redirect"), (2, "timeline"), (5, "offload")]
-        };
-        for &(order, name) in list {
+        for &experiment in Experiment::on(profile) {
             let step = Instant::now();
             let mut cx = Context {
                 net: &net,
@@ -93,23 +80,15 @@ async fn run(cli: Cli) -> anyhow::Result<usize> {
                 out: &out,
                 summary: &mut summary,
             };
-            let result = match name {
-                "redirect" => experiments::redirect(&mut cx).await,
-                "timeline" => experiments::timeline(&mut cx).await,
-                "offload" => experiments::offload_time(&mut cx).await,
-                "bandwidth" => experiments::bandwidth(&mut cx, &wav).await,
-                "speech" => experiments::speech(&mut cx, &wav).await,
-                "concurrency" => experiments::concurrency(&mut cx).await,
-                _ => experiments::ramp(&mut cx).await,
-            };
-            match result {
+            let name = experiment.name();
+            match experiment.run(&mut cx, &wav).await {
                 Ok(section) => {
                     println!(
                         "  {name} ({}): {:.1} s",
                         profile.name,
                         step.elapsed().as_secs_f64()
                     );
-                    sections.push((order * 2 + u8::from(cloud), section));
+                    sections.push(((experiment, profile == Profile::CLOUD), section));
                 }
                 Err(error) => {
                     eprintln!("  {name} ({}) FAILED: {error:#}", profile.name);
@@ -133,4 +112,14 @@ async fn run(cli: Cli) -> anyhow::Result<usize> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(failures.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

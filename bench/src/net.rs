@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use edge_demo::{MANAGER, MANAGER_IMAGE, Tools, run_tool};
+use edge_devnet::link::LinkProfile;
 use edge_sdk::client::{Client, ClientOptions};
 use serde::Deserialize;
 
@@ -20,8 +21,13 @@ pub const CLOUD: &str = "iowa";
 pub const FUNCTIONS: [&str; 3] = ["cdn-upload", "cdn-download", "speech-to-text"];
 /// The CPU limit of the edge's functions (thesis 7.4.3: `limits: cpu: 500m`).
 pub const EDGE_CPU: &str = "500m";
-/// The clients' access link.
-pub const ACCESS: &str = "lan";
+/// The clients' access link (`lan`).
+pub const ACCESS: Profile = Profile {
+    name: "lan",
+    link: LinkProfile::lan(),
+    thesis_redirect: "40–80 ms",
+    thesis_offload: (0.2, 0.1),
+};
 
 const HIERARCHY: &str = r#"{
   "areaTypesIdentifiers": ["cloud", "city"],
@@ -31,40 +37,57 @@ const HIERARCHY: &str = r#"{
 }
 "#;
 
-/// A link profile of the experiments.
+/// A link profile of the experiments, with what the thesis measured on its
+/// link of that kind.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     /// `lan` or `cloud`.
     pub name: &'static str,
-    /// One-way latency, seconds.
-    pub one_way: f64,
-    /// Bandwidth, bits per second.
-    pub bandwidth: f64,
+    /// The emulated link, one way.
+    pub link: LinkProfile,
+    /// The thesis's redirected call (7.3.1).
+    pub thesis_redirect: &'static str,
+    /// The thesis's offload time (7.3.3): seconds, and seconds per MB.
+    pub thesis_offload: (f64, f64),
 }
 
 impl Profile {
-    /// 1 ms round trip, 1 Gbit/s.
-    pub const LAN: Profile = Profile {
-        name: "lan",
-        one_way: 0.0005,
-        bandwidth: 1e9,
-    };
+    /// 1 ms round trip, 1 Gbit/s; the thesis's LAN experiments.
+    pub const LAN: Profile = ACCESS;
     /// 110 ms round trip, 160 Mbit/s: the thesis's Milan → Iowa link.
     pub const CLOUD: Profile = Profile {
         name: "cloud",
-        one_way: 0.055,
-        bandwidth: 160e6,
+        link: LinkProfile::cloud(),
+        thesis_redirect: "≈350 ms",
+        thesis_offload: (2.0, 0.4),
     };
+
+    /// One-way latency, seconds.
+    pub fn one_way(&self) -> f64 {
+        self.link.one_way_latency.as_secs_f64()
+    }
+
+    /// Bandwidth, bits per second (infinite when unlimited).
+    pub fn bandwidth(&self) -> f64 {
+        self.link
+            .bandwidth_bits_per_sec
+            .map_or(f64::INFINITY, |bits| bits as f64)
+    }
 
     /// Round-trip time, seconds.
     pub fn rtt(&self) -> f64 {
-        2.0 * self.one_way
+        2.0 * self.one_way()
     }
 
     /// The physical limit of moving `bytes` over the link with one
     /// request–answer exchange: a round trip plus the transmission time.
     pub fn limit(&self, bytes: f64) -> f64 {
-        self.rtt() + bytes * 8.0 / self.bandwidth
+        self.rtt() + bytes * 8.0 / self.bandwidth()
+    }
+
+    /// The thesis's offload time for a session of `bytes`, seconds.
+    pub fn thesis_offload_time(&self, bytes: f64) -> f64 {
+        self.thesis_offload.0 + self.thesis_offload.1 * bytes / 1e6
     }
 }
 
@@ -163,7 +186,7 @@ impl Net {
             "--link",
             profile.name,
             "--access",
-            ACCESS,
+            &ACCESS.link.to_string(),
         ])?;
         let resolved = dir.join("hierarchy.json");
         let resolved = resolved.to_str().context("a UTF-8 path")?;

@@ -208,11 +208,18 @@ async fn refresh_state(state: &Mutex<Option<DevnetState>>, nodes: &Gateways, dir
         let running = gateway.functions.running().await;
         functions.push((name.clone(), running));
     }
+    let links = nodes
+        .first()
+        .and_then(|(_, gateway)| gateway.functions.topology())
+        .map(|topology| topology.links());
     let snapshot = {
         let mut guard = state.lock().expect("state poisoned");
         let Some(current) = guard.as_mut() else {
             return;
         };
+        if let Some(links) = links {
+            current.links = links;
+        }
         for node in &mut current.nodes {
             if let Some((_, running)) = functions.iter().find(|(name, _)| *name == node.name) {
                 node.functions = running

@@ -368,12 +368,12 @@ impl Net {
         let mut redis = self.redis(node)?;
         match value {
             Some(value) => redis::cmd("HSET")
-                .arg("edge:config")
+                .arg(edge_store::layout::node::CONFIG)
                 .arg(field)
                 .arg(value)
                 .query::<()>(&mut redis)?,
             None => redis::cmd("HDEL")
-                .arg("edge:config")
+                .arg(edge_store::layout::node::CONFIG)
                 .arg(field)
                 .query::<()>(&mut redis)?,
         }

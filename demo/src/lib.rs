@@ -235,7 +235,7 @@ impl Demo {
     /// Sets a field of a node's configuration in its Redis.
     pub fn set_node_config(&self, node: &str, field: &str, value: &str) -> anyhow::Result<()> {
         let _: () = redis::cmd("HSET")
-            .arg("edge:config")
+            .arg(edge_store::layout::node::CONFIG)
             .arg(field)
             .arg(value)
             .query(&mut self.redis(node)?)?;
@@ -244,7 +244,7 @@ impl Demo {
 
     /// Waits until `session`'s lock is held on `node`.
     async fn wait_for_lock(&self, node: &str, session: &str) -> anyhow::Result<()> {
-        let lock = edge_sdk::store::SessionKeys::new(session).lock;
+        let lock = edge_store::SessionKeys::new(session).lock;
         let mut redis = self.redis(node)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !redis::cmd("EXISTS").arg(&lock).query::<bool>(&mut redis)? {

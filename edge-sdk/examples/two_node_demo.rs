@@ -3,8 +3,8 @@
 //! `cargo run -p edge-sdk --example two_node_demo`.
 //!
 //! It shows the runtime without any other component: locks, commits, 208
-//! replays, 503s and 307 redirects. The move of step 4 is written by this
-//! program the way the offloading manager writes it, and there is no
+//! replays, 503s and 307 redirects. The move of step 4 is made by this
+//! program with the offloading manager's steps (in `edge-store`), and there is no
 //! gateway (the client calls the function servers directly and strips the
 //! gateway's `/function/<name>` prefix when it follows a redirect). The
 //! whole system runs with `scripts/demo`.
@@ -14,8 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edge_sdk::runtime::{Config, serve};
-use edge_sdk::store::SessionKeys;
 use edge_sdk::{Json, Request, Session, blocking};
+use edge_store::layout::lock::migration_token;
+use edge_store::{CasOutcome, FenceOutcome, ImportOutcome};
 
 /// Adds the body as an item to the session's cart and answers the cart.
 /// An item named `slow` keeps the lock for a second.
@@ -197,49 +198,65 @@ async fn main() {
         4,
         "Move the session up to cloud (written by this demo as the offloading manager will do it)",
     );
-    let keys = SessionKeys::new("alice-cart");
-    let mut milan_redis = redis::Client::open(format!(
-        "redis://:milan-password@127.0.0.1:{}",
-        redises[1].1
-    ))
-    .unwrap()
-    .get_connection()
-    .unwrap();
-    let mut cloud_redis = redis::Client::open(format!(
-        "redis://:cloud-password@127.0.0.1:{}",
-        redises[0].1
-    ))
-    .unwrap()
-    .get_connection()
-    .unwrap();
-    for key in [&keys.data, &keys.meta, &keys.reqs, &keys.resp] {
-        let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query(&mut milan_redis).unwrap();
-        let _: () = redis::cmd("RESTORE")
-            .arg(key)
-            .arg(0)
-            .arg(dump)
-            .arg("REPLACE")
-            .query(&mut cloud_redis)
-            .unwrap();
-    }
-    let _: () = redis::cmd("HSET")
-        .arg(&keys.meta)
-        .arg("currentLocation")
-        .arg("cloud")
-        .query(&mut cloud_redis)
+    // The manager's steps, each one atomic script of the store: fence at
+    // the source, export, import at the destination, the decision at the
+    // proprietary node (milan), activation, deletion at the source.
+    let open = |port: u16, password: &str, node: &str| {
+        edge_store::Store::open(
+            &format!("redis://127.0.0.1:{port}"),
+            Some(password),
+            Duration::from_secs(5),
+            node,
+        )
+        .unwrap()
+    };
+    let milan_store = open(redises[1].1, "milan-password", "milan");
+    let cloud_store = open(redises[0].1, "cloud-password", "cloud");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let ttl = Duration::from_secs(60);
+    let FenceOutcome::Fenced(fenced) = milan_store
+        .fence_out("alice-cart", &migration_token(), ttl, now())
+        .await
+        .unwrap()
+    else {
+        panic!("alice-cart could not be fenced on milan");
+    };
+    let epoch = fenced.epoch;
+    let exported = milan_store
+        .export("alice-cart", epoch)
+        .await
+        .unwrap()
+        .expect("fenced, so exported");
+    let stored = cloud_store
+        .import(
+            "alice-cart",
+            &migration_token(),
+            ttl,
+            "milan",
+            epoch,
+            now(),
+            &exported,
+        )
+        .await
         .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&keys.meta)
-        .arg("currentLocation")
-        .arg("cloud")
-        .query(&mut milan_redis)
+    assert_eq!(stored, ImportOutcome::Stored);
+    let decided = milan_store
+        .compare_and_set_location("alice-cart", ("milan", epoch - 1), ("cloud", epoch), now())
+        .await
         .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&keys.data)
-        .arg(&keys.reqs)
-        .arg(&keys.resp)
-        .query(&mut milan_redis)
-        .unwrap();
+    assert_eq!(decided, CasOutcome::Done("cloud".into(), epoch));
+    assert!(cloud_store.activate("alice-cart", epoch).await.unwrap());
+    assert!(
+        milan_store
+            .finalize("alice-cart", epoch, "cloud", now())
+            .await
+            .unwrap()
+    );
     println!("   milan keeps only the session's metadata, pointing at cloud");
 
     step(

@@ -248,24 +248,6 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// Field names of the node's configuration hash in Redis (thesis B.1 names).
-pub mod node_keys {
-    /// The Redis hash holding the node configuration.
-    pub const HASH: &str = "edge:config";
-    /// `accept` or `reject`: whether this node accepts offloads.
-    pub const OFFLOADING: &str = "offloading";
-    /// Bytes of Redis memory above which the node offloads.
-    pub const OFFLOAD_TOP_THRESHOLD: &str = "offload_top_threshold";
-    /// Bytes of Redis memory below which offloading stops.
-    pub const OFFLOAD_BOTTOM_THRESHOLD: &str = "offload_bottom_threshold";
-    /// Bytes of Redis memory below which the node asks for an onload.
-    pub const ONLOAD_THRESHOLD: &str = "onload_threshold";
-    /// Seconds before a session lock expires.
-    pub const SESSIONS_LOCKS_EXPIRATION_TIME: &str = "sessions_locks_expiration_time";
-    /// Seconds of inactivity after which a session is collected.
-    pub const SESSIONS_DATA_EXPIRATION_TIME: &str = "sessions_data_expiration_time";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

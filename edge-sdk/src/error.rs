@@ -151,3 +151,13 @@ impl fmt::Display for HierarchyProblems<'_> {
         Ok(())
     }
 }
+
+#[cfg(feature = "runtime")]
+impl From<edge_store::Error> for Error {
+    fn from(error: edge_store::Error) -> Error {
+        match error {
+            edge_store::Error::Redis(error) => Error::Redis(error),
+            other => Error::custom(other.to_string()),
+        }
+    }
+}

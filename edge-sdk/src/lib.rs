@@ -37,13 +37,14 @@
 //! ```
 //!
 //! Modules, one per concept: [`session`] (values, reads, writes, commit),
-//! [`lock`] (where the lock is taken and released), [`dedup`] (request ids
-//! and 208), [`redirect`] (307), [`store`] (Redis connection and key
-//! layout), [`config`] (environment, secrets, node settings), [`runtime`]
-//! (HTTP server and the pipeline), [`handler`] (what a handler is), and
-//! [`hierarchy`] (the hierarchy file; the only module available without the
-//! default `runtime` feature), and `client` (feature `client`: calls with
-//! request ids, retries and remembered redirects).
+//! [`dedup`] (request ids and 208), [`redirect`] (307), [`config`]
+//! (environment, secrets), [`runtime`] (HTTP server and the pipeline),
+//! [`handler`] (what a handler is), and [`hierarchy`] (the hierarchy file;
+//! the only module available without the default `runtime` feature), and
+//! `client` (feature `client`: calls with request ids, retries and
+//! remembered redirects). How a session is stored in the node's Redis —
+//! keys, the lock, the commit, the indexes — is the internal `edge-store`
+//! crate's, which this crate and the offloading manager share.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
@@ -63,15 +64,11 @@ pub mod handler;
 #[cfg(feature = "runtime")]
 mod http;
 #[cfg(feature = "runtime")]
-pub mod lock;
-#[cfg(feature = "runtime")]
 pub mod redirect;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "runtime")]
 pub mod session;
-#[cfg(feature = "runtime")]
-pub mod store;
 
 #[cfg(feature = "runtime")]
 pub use ::http::StatusCode;

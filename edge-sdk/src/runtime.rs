@@ -38,39 +38,24 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
+use edge_store::layout::{config as node_config, lock};
+use edge_store::{Begin, CommitRecord, IdRetention, LockHolder, SessionKeys, Store};
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 
 pub use crate::config::Config;
-use crate::config::node_keys;
 use crate::dedup::{REQUEST_ID_HEADER, parse_request_id, replay, retained_form};
 use crate::handler::{Handler, HandlerKind};
 use crate::http::{Request, Response, json_error};
-use crate::lock::{Begin, begin_blocking_call, new_token, release};
 use crate::redirect::redirect;
-use crate::session::{CommitOutcome, CommitRecord, ReadConflict, Session};
-use crate::store::{self, SessionKeys};
+use crate::session::{CommitOutcome, ReadConflict, Session};
 use crate::{Error, Result};
 
 /// `X-session`.
 pub const SESSION_HEADER: &str = "x-session";
 
-/// Where a read-only call finds the session: its current location, its
-/// proprietary node, and whether a migration fences it while its data is
-/// here (then this node serves reads from that frozen copy).
-static LOCATE_FOR_READ: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r#"
--- KEYS: meta, data
-local m = redis.call('HMGET', KEYS[1], 'currentLocation', 'proprietaryLocation', 'migration')
-local frozen = m[3] and redis.call('EXISTS', KEYS[2]) == 1
-return {m[1], m[2], frozen and 1 or 0}
-"#,
-    )
-});
 /// The longest accepted session name, in bytes.
 pub const MAX_SESSION_NAME: usize = 128;
 /// How long the node configuration read from Redis is trusted.
@@ -148,16 +133,17 @@ where
     H: Handler<K>,
     K: 'static,
 {
-    let redis = store::connect(
+    let store = Store::open(
         &config.redis_url,
         config.redis_password.as_deref(),
         config.redis_timeout,
-    )?;
+        config.location.as_str(),
+    )
+    .map_err(|e| Error::config("EDGE_REDIS_URL", e.to_string()))?;
     let shared = Arc::new(Shared {
         handler,
-        node: Arc::from(config.location.as_str()),
-        node_settings: NodeSettings::new(redis.clone()),
-        redis,
+        node_settings: NodeSettings::new(store.clone()),
+        store,
         config,
         kind: PhantomData,
     });
@@ -207,8 +193,7 @@ pub async fn shutdown_signal() {
 struct Shared<H, K> {
     handler: H,
     config: Config,
-    node: Arc<str>,
-    redis: ConnectionManager,
+    store: Store,
     node_settings: Arc<NodeSettings>,
     kind: PhantomData<fn() -> K>,
 }
@@ -247,27 +232,25 @@ impl<H: Handler<K>, K> Shared<H, K> {
         request: Request,
     ) -> Response {
         let keys = SessionKeys::new(&session_id);
-        let token = new_token();
-        let mut redis = self.redis.clone();
-        let begin = begin_blocking_call(
-            &mut redis,
-            &keys,
-            &self.node,
-            &token,
-            self.node_settings.lock_ttl(self.config.default_lock_ttl),
-            &request_id,
-            &now_iso(),
-        )
-        .await;
+        let token = lock::call_token();
+        let begin = self
+            .store
+            .begin(
+                &keys,
+                &token,
+                self.node_settings.lock_ttl(self.config.default_lock_ttl),
+                &request_id,
+                now_ms(),
+            )
+            .await;
         let proprietary = match begin {
-            Err(error) => return failed_redis_step(&error, "taking the session lock"),
+            Err(error) => return failed_store_step(&error, "taking the session lock"),
             Ok(Begin::Moved { location }) => return self.redirect_to(&location, &request),
             Ok(Begin::Completed(retained)) => return replay(retained),
-            Ok(Begin::Locked { by_migration, .. }) => {
-                let reason = if by_migration {
-                    "the session is being migrated to another node"
-                } else {
-                    "the session is locked by another call"
+            Ok(Begin::Locked { holder, .. }) => {
+                let reason = match holder {
+                    LockHolder::Migration => "the session is being migrated to another node",
+                    LockHolder::Call => "the session is locked by another call",
                 };
                 // The holder usually finishes long before its lock would
                 // expire, so suggest a short wait rather than the TTL left.
@@ -276,12 +259,11 @@ impl<H: Handler<K>, K> Shared<H, K> {
             Ok(Begin::Acquired { proprietary }) => proprietary,
         };
         let mut session = Session::new(
-            session_id,
-            Arc::clone(&self.node),
+            keys.clone(),
             proprietary,
             Arc::clone(&self.config.infrastructure),
             HandlerKind::Blocking,
-            redis.clone(),
+            self.store.clone(),
         );
         let result = AssertUnwindSafe(self.handler.call(request, &mut session))
             .catch_unwind()
@@ -295,7 +277,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
                     Ok(Ok(_)) => unreachable!("handled above"),
                 };
                 tracing::error!(session = session.id(), "{message}; nothing written");
-                if let Err(error) = release(&mut redis, &keys, &token).await {
+                if let Err(error) = self.store.release(&keys, &token).await {
                     tracing::warn!(
                         session = session.id(),
                         "could not release the lock: {error}"
@@ -304,23 +286,24 @@ impl<H: Handler<K>, K> Shared<H, K> {
                 return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message);
             }
         };
-        let now = chrono::Utc::now();
+        let retained = retained_form(&response, self.config.replay_max_bytes);
         let record = CommitRecord {
             request_id: &request_id,
-            now_iso: &iso(now),
-            now_ms: now.timestamp_millis(),
-            retention_ms: self.config.request_id_retention.as_millis() as u64,
-            max_ids: self.config.request_id_max,
-            retained_response: retained_form(&response, self.config.replay_max_bytes),
+            now_ms: now_ms(),
+            retained: retained.as_deref(),
         };
-        match session.commit(&token, record).await {
+        let retention = IdRetention {
+            window: self.config.request_id_retention,
+            max_ids: self.config.request_id_max,
+        };
+        match session.commit(&token, record, retention).await {
             Ok(CommitOutcome::Committed) => response,
             Ok(CommitOutcome::LockLost) => json_error(
                 StatusCode::LOCKED,
                 "the call's session lock expired or was taken over before the commit: nothing was \
                  written; retry with the same X-session-request-id",
             ),
-            Err(error) => failed_redis_step(
+            Err(error) => failed_step(
                 &error,
                 "committing (retry with the same X-session-request-id)",
             ),
@@ -329,28 +312,23 @@ impl<H: Handler<K>, K> Shared<H, K> {
 
     async fn nonblocking_call(&self, session_id: String, request: Request) -> Response {
         let keys = SessionKeys::new(&session_id);
-        let mut redis = self.redis.clone();
-        let meta: redis::RedisResult<(Option<String>, Option<String>, bool)> = LOCATE_FOR_READ
-            .key(&keys.meta)
-            .key(&keys.data)
-            .invoke_async(&mut redis)
-            .await;
-        let proprietary = match meta {
-            Err(error) => return unavailable(&error, "reading the session's location"),
+        let proprietary = match self.store.locate_for_read(&keys).await {
+            Err(error) => return failed_store_step(&error, "reading the session's location"),
             // Fenced by a migration with the data here: a frozen copy to read.
-            Ok((_, proprietary, true)) => proprietary.unwrap_or_default(),
-            Ok((Some(current), _, false)) if *current != *self.node => {
-                return self.redirect_to(&current, &request);
-            }
-            Ok((_, proprietary, false)) => proprietary.unwrap_or_default(),
+            Ok(found) if found.frozen => found.proprietary.unwrap_or_default(),
+            Ok(found) => match found.location {
+                Some(current) if *current != *self.store.node() => {
+                    return self.redirect_to(&current, &request);
+                }
+                _ => found.proprietary.unwrap_or_default(),
+            },
         };
         let mut session = Session::new(
-            session_id,
-            Arc::clone(&self.node),
+            keys,
             proprietary,
             Arc::clone(&self.config.infrastructure),
             HandlerKind::NonBlocking,
-            redis,
+            self.store.clone(),
         );
         let uri = request.uri().clone();
         let result = AssertUnwindSafe(self.handler.call(request, &mut session))
@@ -401,15 +379,15 @@ impl<H: Handler<K>, K> Shared<H, K> {
 /// The lock TTL from the node's configuration in Redis, refreshed in the
 /// background so that reading it costs the request path nothing.
 struct NodeSettings {
-    redis: ConnectionManager,
+    store: Store,
     lock_ttl: Mutex<(Option<Duration>, Instant)>,
     refreshing: AtomicBool,
 }
 
 impl NodeSettings {
-    fn new(redis: ConnectionManager) -> Arc<NodeSettings> {
+    fn new(store: Store) -> Arc<NodeSettings> {
         Arc::new(NodeSettings {
-            redis,
+            store,
             lock_ttl: Mutex::new((None, Instant::now())),
             refreshing: AtomicBool::new(false),
         })
@@ -426,24 +404,19 @@ impl NodeSettings {
     }
 
     async fn refresh(&self) {
-        let mut redis = self.redis.clone();
-        let read: redis::RedisResult<std::collections::HashMap<String, String>> =
-            redis::cmd("HGETALL")
-                .arg(node_keys::HASH)
-                .query_async(&mut redis)
-                .await;
+        let read = self.store.config().await;
         let mut cached = self.lock_ttl.lock().expect("node settings poisoned");
         match read {
             Ok(settings) => {
-                let value = settings.get(node_keys::SESSIONS_LOCKS_EXPIRATION_TIME);
+                let value = settings.get(node_config::SESSIONS_LOCKS_EXPIRATION_TIME);
                 let ttl = value
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .filter(|&s| s > 0);
                 if value.is_some() && ttl.is_none() {
                     tracing::warn!(
                         "ignoring {}={value:?} in {}: not a positive number of seconds",
-                        node_keys::SESSIONS_LOCKS_EXPIRATION_TIME,
-                        node_keys::HASH
+                        node_config::SESSIONS_LOCKS_EXPIRATION_TIME,
+                        edge_store::layout::node::CONFIG
                     );
                 }
                 *cached = (ttl.map(Duration::from_secs), Instant::now());
@@ -523,7 +496,7 @@ fn retry_later(message: &str, seconds: u64) -> Response {
 }
 
 fn unavailable(error: &redis::RedisError, during: &str) -> Response {
-    if store::is_unavailable(error) {
+    if edge_store::is_unavailable(error) {
         tracing::warn!("redis unavailable while {during}: {error}");
         retry_later(
             &format!("the node's Redis is unreachable ({during}): {error}"),
@@ -538,7 +511,20 @@ fn unavailable(error: &redis::RedisError, during: &str) -> Response {
     }
 }
 
-fn failed_redis_step(error: &Error, during: &str) -> Response {
+fn failed_store_step(error: &edge_store::Error, during: &str) -> Response {
+    match error {
+        edge_store::Error::Redis(error) => unavailable(error, during),
+        other => {
+            tracing::error!("{during} failed: {other}");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{during} failed: {other}"),
+            )
+        }
+    }
+}
+
+fn failed_step(error: &Error, during: &str) -> Response {
     match error {
         Error::Redis(error) => unavailable(error, during),
         other => {
@@ -561,10 +547,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn iso(time: chrono::DateTime<chrono::Utc>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn now_iso() -> String {
-    iso(chrono::Utc::now())
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

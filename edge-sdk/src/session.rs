@@ -10,7 +10,8 @@
 //!   writes. A missing key is `Ok(None)`.
 //! - Writes are buffered and applied by the commit after the handler
 //!   returns, all at once, together with the request id and the last-access
-//!   time, and only if the call's lock is still its own (see `lock.rs`).
+//!   time, and only if the call's lock is still its own (the store's
+//!   commit script, in `edge-store`).
 //! - A non-blocking call reads the last committed state. If the session
 //!   moves away while it reads, the call is answered with a redirect; if a
 //!   commit lands between two of its reads of different keys, it is answered
@@ -36,90 +37,17 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use edge_store::layout::value_tag::{BYTES as TAG_BYTES, LIST as TAG_LIST, STRING as TAG_STRING};
+use edge_store::{IdRetention, ReadOutcome, SessionKeys, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::handler::HandlerKind;
 use crate::hierarchy::Infrastructure;
-use crate::lock::text;
-use crate::store::SessionKeys;
 use crate::{Error, Result};
-
-const TAG_STRING: u8 = b's';
-const TAG_BYTES: u8 = b'b';
-const TAG_LIST: u8 = b'l';
-
-/// The commit: fencing check, buffered writes, request id (and retained
-/// response), trimming of old ids, last-access time, version, and lock
-/// release — one atomic step.
-static COMMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
--- KEYS: meta, lock, data, reqs, resp
--- ARGV: token, node, request_id, now_iso, now_ms, retention_ms, max_ids, retain, retained,
---       then (op, field, value) triples: op 's' sets field to value, 'd' deletes field
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
--- Moved away or fenced by a migration while the call ran: write nothing,
--- but free the lock, which is still this call's.
-if redis.call('HGET', KEYS[1], 'currentLocation') ~= ARGV[2]
-   or redis.call('HEXISTS', KEYS[1], 'migration') == 1 then
-  redis.call('DEL', KEYS[2])
-  return 0
-end
-local i = 10
-while i <= #ARGV do
-  if ARGV[i] == 's' then
-    redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
-  else
-    redis.call('HDEL', KEYS[3], ARGV[i + 1])
-  end
-  i = i + 3
-end
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
-if ARGV[8] == '1' then redis.call('HSET', KEYS[5], ARGV[3], ARGV[9]) end
-local function forget(ids)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', KEYS[4], id)
-    redis.call('HDEL', KEYS[5], id)
-  end
-end
-forget(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[6])), 'LIMIT', 0, 128))
-local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[7])
-if excess > 0 then forget(redis.call('ZRANGE', KEYS[4], 0, excess - 1)) end
-redis.call('HSET', KEYS[1], 'timestampLastAccess', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('DEL', KEYS[2])
-return 1
-"#,
-    )
-});
-
-/// A non-blocking read: the value, unless the session moved away or was
-/// committed to since the call's first read. While a migration fences the
-/// session, the node that has its data serves reads from it (no commit can
-/// change it then).
-static READ_COMMITTED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
--- KEYS: meta, data; ARGV: node, field, expected_version ('' = any)
-local meta = redis.call('HMGET', KEYS[1], 'currentLocation', 'version', 'migration')
--- A session fenced by a migration is a frozen copy: it is read here.
-if meta[1] and meta[1] ~= ARGV[1] and not (meta[3] and redis.call('EXISTS', KEYS[2]) == 1) then
-  return {'moved', meta[1]}
-end
-local version = meta[2] or ''
-if ARGV[3] ~= '' and version ~= ARGV[3] then return {'changed'} end
-local value = redis.call('HGET', KEYS[2], ARGV[2])
-if value then return {'value', version, value} end
-return {'value', version}
-"#,
-    )
-});
 
 /// Whether the buffered writes could be committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,17 +56,6 @@ pub enum CommitOutcome {
     Committed,
     /// The call's lock had expired or was taken over: nothing was written.
     LockLost,
-}
-
-/// What the commit records along with the writes.
-#[derive(Debug)]
-pub(crate) struct CommitRecord<'a> {
-    pub request_id: &'a str,
-    pub now_iso: &'a str,
-    pub now_ms: i64,
-    pub retention_ms: u64,
-    pub max_ids: usize,
-    pub retained_response: Option<Vec<u8>>,
 }
 
 /// A failure seen by a read-only call that decides its answer whatever the
@@ -151,13 +68,11 @@ pub(crate) enum ReadConflict {
 
 /// The session of one call. See the module docs.
 pub struct Session {
-    id: String,
     keys: SessionKeys,
-    node: Arc<str>,
     proprietary: String,
     infrastructure: Arc<Infrastructure>,
     kind: HandlerKind,
-    redis: ConnectionManager,
+    store: Store,
     state: Mutex<ReadState>,
     writes: BTreeMap<String, Option<Bytes>>,
 }
@@ -174,8 +89,8 @@ struct ReadState {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("id", &self.id)
-            .field("node", &self.node)
+            .field("id", &self.keys.name)
+            .field("node", &self.store.node())
             .field("kind", &self.kind)
             .field("buffered_writes", &self.writes.len())
             .finish_non_exhaustive()
@@ -184,21 +99,18 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub(crate) fn new(
-        id: String,
-        node: Arc<str>,
+        keys: SessionKeys,
         proprietary: String,
         infrastructure: Arc<Infrastructure>,
         kind: HandlerKind,
-        redis: ConnectionManager,
+        store: Store,
     ) -> Session {
         Session {
-            keys: SessionKeys::new(&id),
-            id,
-            node,
+            keys,
             proprietary,
             infrastructure,
             kind,
-            redis,
+            store,
             state: Mutex::new(ReadState::default()),
             writes: BTreeMap::new(),
         }
@@ -206,12 +118,12 @@ impl Session {
 
     /// The session's name (the `X-session` header).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.keys.name
     }
 
     /// The node serving this call (`EDGE_LOCATION`).
     pub fn node(&self) -> &str {
-        &self.node
+        self.store.node()
     }
 
     /// The session's proprietary node: the first node its client reached
@@ -341,40 +253,27 @@ impl Session {
             }
             state.version.clone()
         };
-        let mut redis = self.redis.clone();
         let value = match self.kind {
-            HandlerKind::Blocking => redis::cmd("HGET")
-                .arg(&self.keys.data)
-                .arg(key)
-                .query_async::<Option<Vec<u8>>>(&mut redis)
+            HandlerKind::Blocking => self
+                .store
+                .read_field(&self.keys, key)
                 .await?
                 .map(Bytes::from),
             HandlerKind::NonBlocking => {
-                let reply: Vec<Value> = READ_COMMITTED
-                    .key(&self.keys.meta)
-                    .key(&self.keys.data)
-                    .arg(&*self.node)
-                    .arg(key)
-                    .arg(expected_version.as_deref().unwrap_or(""))
-                    .invoke_async(&mut redis)
-                    .await?;
-                let mut items = reply.into_iter();
-                match text(items.next()).as_str() {
-                    "value" => {
-                        let version = text(items.next());
-                        let value = match items.next() {
-                            Some(Value::BulkString(bytes)) => Some(Bytes::from(bytes)),
-                            _ => None,
-                        };
+                match self
+                    .store
+                    .read_committed(&self.keys, key, expected_version.as_deref())
+                    .await?
+                {
+                    ReadOutcome::Value { version, value } => {
                         let mut state = self.state.lock().expect("session read state poisoned");
                         state.version.get_or_insert(version);
-                        value
+                        value.map(Bytes::from)
                     }
-                    tag => {
-                        let conflict = if tag == "moved" {
-                            ReadConflict::Moved(text(items.next()))
-                        } else {
-                            ReadConflict::Changed
+                    outcome => {
+                        let conflict = match outcome {
+                            ReadOutcome::Moved(location) => ReadConflict::Moved(location),
+                            _ => ReadConflict::Changed,
                         };
                         let error = conflict_error(&conflict);
                         self.state
@@ -412,37 +311,26 @@ impl Session {
     pub(crate) async fn commit(
         &mut self,
         token: &str,
-        record: CommitRecord<'_>,
+        record: edge_store::CommitRecord<'_>,
+        retention: IdRetention,
     ) -> Result<CommitOutcome> {
-        let mut script = COMMIT.prepare_invoke();
-        script
-            .key(&self.keys.meta)
-            .key(&self.keys.lock)
-            .key(&self.keys.data)
-            .key(&self.keys.reqs)
-            .key(&self.keys.resp)
-            .arg(token)
-            .arg(&*self.node)
-            .arg(record.request_id)
-            .arg(record.now_iso)
-            .arg(record.now_ms)
-            .arg(record.retention_ms)
-            .arg(record.max_ids)
-            .arg(if record.retained_response.is_some() {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(record.retained_response.as_deref().unwrap_or(b""));
-        for (field, value) in &self.writes {
-            match value {
-                Some(stored) => script.arg("s").arg(field).arg(stored.as_ref()),
-                None => script.arg("d").arg(field).arg(""),
-            };
-        }
-        let mut redis = self.redis.clone();
-        let committed: i64 = script.invoke_async(&mut redis).await?;
-        Ok(if committed == 1 {
+        let writes: Vec<(&str, Option<&[u8]>)> = self
+            .writes
+            .iter()
+            .map(|(field, value)| (field.as_str(), value.as_deref()))
+            .collect();
+        let committed = self
+            .store
+            .commit(
+                &self.keys,
+                token,
+                &self.proprietary,
+                &writes,
+                record,
+                retention,
+            )
+            .await?;
+        Ok(if committed {
             CommitOutcome::Committed
         } else {
             CommitOutcome::LockLost

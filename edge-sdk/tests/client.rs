@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::{NodeOptions, RedisServer, TestNode, chain_hierarchy};
 use edge_sdk::client::{Client, ClientOptions};
 use edge_sdk::{Request, Session, blocking};
+use edge_store::layout::meta;
 use redis::Commands;
 
 #[blocking]
@@ -25,7 +26,7 @@ async fn a_locked_session_is_retried_with_the_same_id_and_runs_once() {
     let url = node.url("/");
     assert_eq!(client.post(&url, "c", "").await.unwrap().text(), "1");
     // Another holder keeps the lock for 300 ms: the client waits it out.
-    let lock = edge_sdk::store::SessionKeys::new("c").lock;
+    let lock = edge_store::SessionKeys::new("c").lock;
     let _: () = redis::cmd("SET")
         .arg(&lock)
         .arg("someone")
@@ -39,7 +40,7 @@ async fn a_locked_session_is_retried_with_the_same_id_and_runs_once() {
     assert!(answer.attempts > 1, "the lock was not in the way?");
     let n: Vec<u8> = redis
         .connection()
-        .hget(edge_sdk::store::SessionKeys::new("c").data, "n")
+        .hget(edge_store::SessionKeys::new("c").data, "n")
         .unwrap();
     assert_eq!(&n[1..], b"2");
     // A bounded number of attempts: a lock that stays gives up with the 503.
@@ -64,15 +65,12 @@ async fn redirects_are_followed_and_remembered() {
     options.infrastructure =
         chain_hierarchy(&[("cloud", &cloud.url("")), ("edge", "http://127.0.0.1:9")]);
     let edge = TestNode::start(count, &redis_edge, options).await;
-    let keys = edge_sdk::store::SessionKeys::new("roaming");
+    let keys = edge_store::SessionKeys::new("roaming");
     let _: () = redis_edge
         .connection()
         .hset_multiple(
             &keys.meta,
-            &[
-                ("proprietaryLocation", "edge"),
-                ("currentLocation", "cloud"),
-            ],
+            &[(meta::PROPRIETARY, "edge"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
     let client = Client::new();
@@ -90,7 +88,7 @@ async fn redirects_are_followed_and_remembered() {
     cloud.stop().await.unwrap();
     let _: () = redis_edge
         .connection()
-        .hset(&keys.meta, "currentLocation", "edge")
+        .hset(&keys.meta, meta::LOCATION, "edge")
         .unwrap();
     let third = client.post(&edge.url("/"), "roaming", "").await.unwrap();
     assert_eq!(third.status, 200);
@@ -113,11 +111,8 @@ async fn a_client_with_its_own_route_to_a_node_uses_it_on_redirects() {
     let _: () = redis_edge
         .connection()
         .hset_multiple(
-            edge_sdk::store::SessionKeys::new("routed").meta,
-            &[
-                ("proprietaryLocation", "edge"),
-                ("currentLocation", "cloud"),
-            ],
+            edge_store::SessionKeys::new("routed").meta,
+            &[(meta::PROPRIETARY, "edge"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
     let client = Client::with_options({

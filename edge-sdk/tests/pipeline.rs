@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{NodeOptions, RedisServer, TestNode, http_client, request_id};
 use edge_sdk::{IntoResponse, Json, Request, Session, StatusCode, blocking, nonblocking};
+use edge_store::layout::meta;
 use redis::Commands;
 use tokio::sync::Notify;
 
@@ -33,7 +34,7 @@ async fn read_value(req: Request, session: &Session) -> edge_sdk::Result<edge_sd
 }
 
 fn hget(redis: &RedisServer, session: &str, field: &str) -> Option<Vec<u8>> {
-    let keys = edge_sdk::store::SessionKeys::new(session);
+    let keys = edge_store::SessionKeys::new(session);
     redis.connection().hget(keys.data, field).unwrap()
 }
 
@@ -55,11 +56,19 @@ async fn handler_status_is_returned_and_writes_are_committed() {
     assert_eq!(&stored[1..], b"hello");
     let meta: std::collections::HashMap<String, String> = redis
         .connection()
-        .hgetall(edge_sdk::store::SessionKeys::new("s1").meta)
+        .hgetall(edge_store::SessionKeys::new("s1").meta)
         .unwrap();
-    assert_eq!(meta["proprietaryLocation"], "edge");
-    assert_eq!(meta["currentLocation"], "edge");
-    assert!(meta["timestampCreation"].ends_with('Z'));
+    assert_eq!(meta[meta::PROPRIETARY], "edge");
+    assert_eq!(meta[meta::LOCATION], "edge");
+    let created: i64 = meta[meta::CREATED].parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (now - 60_000..=now).contains(&created),
+        "created {created}, now {now}"
+    );
     node.stop().await.unwrap();
 }
 
@@ -163,15 +172,12 @@ async fn a_session_living_elsewhere_is_a_307_to_that_node() {
     let redis = RedisServer::start();
     let blocking_node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
     let reading_node = TestNode::start(read_value, &redis, NodeOptions::edge()).await;
-    let keys = edge_sdk::store::SessionKeys::new("moved");
+    let keys = edge_store::SessionKeys::new("moved");
     let _: () = redis
         .connection()
         .hset_multiple(
             &keys.meta,
-            &[
-                ("proprietaryLocation", "edge"),
-                ("currentLocation", "cloud"),
-            ],
+            &[(meta::PROPRIETARY, "edge"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
     let client = http_client();
@@ -263,17 +269,25 @@ async fn request_ids_are_bounded_per_session() {
             .unwrap();
         assert_eq!(response.status(), 201);
     }
-    let keys = edge_sdk::store::SessionKeys::new("bounded");
-    let ids: usize = redis.connection().zcard(&keys.reqs).unwrap();
-    let kept: usize = redis.connection().hlen(&keys.resp).unwrap();
-    assert_eq!((ids, kept), (5, 5));
+    let keys = edge_store::SessionKeys::new("bounded");
+    let records: std::collections::HashMap<String, Vec<u8>> =
+        redis.connection().hgetall(&keys.ids).unwrap();
+    assert_eq!(records.len(), 5);
+    // Each kept with its retained response (the 201 and its body).
+    for record in records.values() {
+        assert!(
+            record.windows(4).any(|w| w == b" 201"),
+            "{:?}",
+            String::from_utf8_lossy(record)
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_locked_session_is_a_503_with_retry_after() {
     let redis = RedisServer::start();
     let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
-    let keys = edge_sdk::store::SessionKeys::new("busy");
+    let keys = edge_store::SessionKeys::new("busy");
     let client = http_client();
     for (token, reason) in [
         ("someone-else", "locked by another call"),
@@ -321,7 +335,7 @@ async fn a_failing_or_panicking_handler_is_a_500_writes_nothing_and_frees_the_lo
     options.extra_env.push(("exec_timeout", "5m".into()));
     let node = TestNode::start(failing, &redis, options).await;
     let client = http_client();
-    let keys = edge_sdk::store::SessionKeys::new("fails");
+    let keys = edge_store::SessionKeys::new("fails");
     for (mode, message) in [(1, "deliberate failure"), (2, "deliberate panic")] {
         FAIL_MODE.store(mode, Ordering::SeqCst);
         let id = request_id();
@@ -338,8 +352,8 @@ async fn a_failing_or_panicking_handler_is_a_500_writes_nothing_and_frees_the_lo
         assert!(hget(&redis, "fails", "written").is_none());
         let lock_exists: bool = redis.connection().exists(&keys.lock).unwrap();
         assert!(!lock_exists, "the lock must be released at once");
-        let recorded: Option<f64> = redis.connection().zscore(&keys.reqs, &id).unwrap();
-        assert!(recorded.is_none(), "a failed call's id is not recorded");
+        let recorded: bool = redis.connection().hexists(&keys.ids, &id).unwrap();
+        assert!(!recorded, "a failed call's id is not recorded");
     }
     // The very next call gets the lock at once, and a retry of a failed id runs.
     FAIL_MODE.store(0, Ordering::SeqCst);
@@ -427,7 +441,7 @@ async fn a_handler_that_outlives_its_lock_is_a_423_and_writes_nothing() {
             .send()
     };
     let slow = tokio::spawn(call("slow", request_id()));
-    let lock = edge_sdk::store::SessionKeys::new("fenced").lock;
+    let lock = edge_store::SessionKeys::new("fenced").lock;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis.connection().exists::<_, bool>(&lock).unwrap() {
         assert!(
@@ -825,7 +839,7 @@ async fn shutdown_lets_calls_in_flight_finish() {
             .header("X-session-request-id", request_id())
             .send(),
     );
-    let lock = edge_sdk::store::SessionKeys::new("drain").lock;
+    let lock = edge_store::SessionKeys::new("drain").lock;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis.connection().exists::<_, bool>(&lock).unwrap() {
         assert!(Instant::now() < deadline, "the call never started");
@@ -868,15 +882,22 @@ async fn request_ids_are_forgotten_after_the_retention_window() {
     let old = request_id();
     assert_eq!(call(&old).await.unwrap().status(), 201);
     assert_eq!(call(&old).await.unwrap().status(), 208);
-    // The window is measured in time; let it pass, then commit another call,
-    // which trims ids older than the window.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The window is measured in time; let it pass (and the eighth of it
+    // by which trimming is put off, so that it is rare), then commit
+    // another call, which trims ids older than the window.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(call(&request_id()).await.unwrap().status(), 201);
-    let keys = edge_sdk::store::SessionKeys::new("window");
-    let kept: Option<f64> = redis.connection().zscore(&keys.reqs, &old).unwrap();
-    assert!(kept.is_none(), "an id older than the window was kept");
-    let replay: Option<Vec<u8>> = redis.connection().hget(&keys.resp, &old).unwrap();
-    assert!(replay.is_none(), "its retained response was kept");
+    let keys = edge_store::SessionKeys::new("window");
+    let kept: bool = redis.connection().hexists(&keys.ids, &old).unwrap();
+    assert!(
+        !kept,
+        "an id older than the window (and its response) was kept"
+    );
+    assert_eq!(
+        call(&old).await.unwrap().status(),
+        201,
+        "a forgotten id runs again"
+    );
 }
 
 static FENCE_RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);
@@ -895,7 +916,7 @@ async fn write_after_signal(
 async fn a_migration_fence_closes_the_session_to_writes_even_without_a_lock() {
     let redis = RedisServer::start();
     let node = TestNode::start(write_after_signal, &redis, NodeOptions::edge()).await;
-    let keys = edge_sdk::store::SessionKeys::new("moving");
+    let keys = edge_store::SessionKeys::new("moving");
     let client = http_client();
     let call = || {
         client
@@ -913,7 +934,7 @@ async fn a_migration_fence_closes_the_session_to_writes_even_without_a_lock() {
     }
     let _: () = redis
         .connection()
-        .hset(&keys.meta, edge_sdk::lock::MIGRATION_FENCE, "out:1:cloud")
+        .hset(&keys.meta, meta::FENCE, "out:1")
         .unwrap();
     FENCE_RELEASE.notify_one();
     assert_eq!(in_flight.await.unwrap().unwrap().status(), 423);
@@ -942,13 +963,13 @@ async fn during_a_migration_writers_wait_and_readers_read_the_frozen_copy() {
             .send()
     };
     assert_eq!(write().await.unwrap().status(), 201);
-    let keys = edge_sdk::store::SessionKeys::new("frozen");
+    let keys = edge_store::SessionKeys::new("frozen");
     // Mid-migration both ends may point at each other; the fence decides.
     let _: () = redis
         .connection()
         .hset_multiple(
             &keys.meta,
-            &[("migration", "out:1"), ("currentLocation", "cloud")],
+            &[(meta::FENCE, "out:1"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
     let blocked = write().await.unwrap();
@@ -966,7 +987,7 @@ async fn during_a_migration_writers_wait_and_readers_read_the_frozen_copy() {
     assert_eq!(read.status(), 200);
     assert_eq!(read.text().await.unwrap(), "before the move");
     // Once the migration is over here (data gone, no fence), readers are redirected.
-    let _: () = redis.connection().hdel(&keys.meta, "migration").unwrap();
+    let _: () = redis.connection().hdel(&keys.meta, meta::FENCE).unwrap();
     let _: () = redis.connection().del(&keys.data).unwrap();
     let read = client
         .get(reader.url("/?value"))

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{NodeOptions, RedisServer, TestNode, http_client, request_id};
-use edge_sdk::store::SessionKeys;
 use edge_sdk::{Request, Session, blocking, nonblocking};
+use edge_store::SessionKeys;
+use edge_store::layout::meta;
 use redis::Commands;
 use tokio::sync::{Barrier, Notify};
 
@@ -215,20 +216,14 @@ async fn item_7_last_access_changes_only_with_a_commit() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     LAST_ACCESS_MODE.store(1, Ordering::SeqCst);
     assert_eq!(post(&node, "clock", "").await.status(), 500);
-    assert_eq!(
-        meta(&redis, "clock")["timestampLastAccess"],
-        first["timestampLastAccess"]
-    );
+    assert_eq!(meta(&redis, "clock")[meta::ACCESSED], first[meta::ACCESSED]);
     // A call that finds the session locked touches nothing either.
     let _: () = redis
         .connection()
         .set_ex(SessionKeys::new("clock").lock, "other", 30)
         .unwrap();
     assert_eq!(post(&node, "clock", "").await.status(), 503);
-    assert_eq!(
-        meta(&redis, "clock")["timestampLastAccess"],
-        first["timestampLastAccess"]
-    );
+    assert_eq!(meta(&redis, "clock")[meta::ACCESSED], first[meta::ACCESSED]);
     let _: () = redis
         .connection()
         .del(SessionKeys::new("clock").lock)
@@ -236,9 +231,12 @@ async fn item_7_last_access_changes_only_with_a_commit() {
     LAST_ACCESS_MODE.store(0, Ordering::SeqCst);
     assert_eq!(post(&node, "clock", "").await.status(), 200);
     let last = meta(&redis, "clock");
-    assert!(last["timestampLastAccess"] > first["timestampLastAccess"]);
-    assert_eq!(last["timestampCreation"], first["timestampCreation"]);
-    assert_eq!(last["version"], "2");
+    let accessed = |m: &std::collections::HashMap<String, String>| -> i64 {
+        m[meta::ACCESSED].parse().unwrap()
+    };
+    assert!(accessed(&last) > accessed(&first));
+    assert_eq!(last[meta::CREATED], first[meta::CREATED]);
+    assert_eq!(last[meta::VERSION], "2");
 }
 
 #[blocking]
@@ -334,7 +332,7 @@ async fn item_8_non_blocking_reads_see_whole_commits_or_a_redirect() {
     let keys = SessionKeys::new("pair");
     let _: () = redis
         .connection()
-        .hset(&keys.meta, "currentLocation", "cloud")
+        .hset(&keys.meta, meta::LOCATION, "cloud")
         .unwrap();
     let _: () = redis.connection().del(&keys.data).unwrap();
     PAUSE_BETWEEN_READS.notify_one();

@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use edge_sdk::store::SessionKeys;
+use edge_store::SessionKeys;
 use redis::Commands;
 
 const RUNS: usize = 20;

@@ -16,11 +16,9 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use edge_sdk::config::node_keys;
-use edge_sdk::store::SessionKeys;
+use edge_store::layout::{config, value_tag};
 use serde_json::json;
 
-use crate::migrate;
 use crate::peers::TOKEN_HEADER;
 use crate::protocol::Manager;
 use crate::wire::{LocationUpdate, SessionToken};
@@ -140,9 +138,14 @@ async fn handle(
     match command {
         "force-offload" => {
             let session = header_value(headers, "x-forced-session")?;
-            let location = manager.force_offload(session).await?;
-            Ok(Json(json!({ "session": session, "movedTo": location.current_location, "epoch": location.epoch }))
-                .into_response())
+            let moved = manager.force_offload(session).await?;
+            Ok(Json(json!({
+                "session": session,
+                "movedTo": moved.location.current_location,
+                "epoch": moved.location.epoch,
+                "bytes": moved.bytes,
+            }))
+            .into_response())
         }
         "force-onload" => {
             let location = manager.force_onload().await?;
@@ -158,11 +161,9 @@ async fn handle(
                     "query parameter \"status\" must be accept or reject, not {status:?}"
                 )));
             }
-            let _: i64 = redis::cmd("HSET")
-                .arg(node_keys::HASH)
-                .arg(node_keys::OFFLOADING)
-                .arg(status)
-                .query_async(&mut manager.redis.clone())
+            manager
+                .store
+                .set_config_value(config::OFFLOADING, status)
                 .await?;
             Ok(status.to_string().into_response())
         }
@@ -188,10 +189,14 @@ async fn handle(
         "migrate-session" => {
             let session = parameter(query, "session")?;
             let epoch = epoch_parameter(query, "epoch")?;
-            let transfer = migrate::export(&mut manager.redis.clone(), session, epoch).await?;
+            let Some(exported) = manager.store.export(session, epoch).await? else {
+                return Err(Error::Conflict(format!(
+                    "session {session:?} is not being migrated with epoch {epoch} here"
+                )));
+            };
             Ok((
                 [(header::CONTENT_TYPE, "application/octet-stream")],
-                transfer.encode(),
+                crate::wire::encode_transfer(&exported),
             )
                 .into_response())
         }
@@ -236,13 +241,8 @@ async fn handle(
 
 async fn test_function(manager: &Manager, query: &HashMap<String, String>) -> Result<Response> {
     let kind = parameter(query, "type")?;
-    let mut redis = manager.redis.clone();
     if kind == "configuration" {
-        let config: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(node_keys::HASH)
-            .query_async(&mut redis)
-            .await?;
-        return Ok(Json(config).into_response());
+        return Ok(Json(manager.store.config().await?).into_response());
     }
     const TYPES: [&str; 4] = [
         "sessionMetadata",
@@ -257,16 +257,9 @@ async fn test_function(manager: &Manager, query: &HashMap<String, String>) -> Re
         )));
     }
     let session = parameter(query, "value")?;
-    let keys = SessionKeys::new(session);
-    let meta: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(&keys.meta)
-        .query_async(&mut redis)
-        .await?;
-    let data: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
-        .arg(&keys.data)
-        .query_async(&mut redis)
-        .await?;
-    if meta.is_empty() && data.is_empty() {
+    let meta = manager.store.meta(session).await?;
+    let data = manager.store.data(session).await?;
+    if meta.is_none() && data.is_empty() {
         return Err(Error::NotFound(format!(
             "no trace of session {session:?} on {}",
             manager.node
@@ -276,9 +269,11 @@ async fn test_function(manager: &Manager, query: &HashMap<String, String>) -> Re
         data.iter()
             .map(|(key, stored)| {
                 let value = match stored.split_first() {
-                    Some((b's', text)) => json!(String::from_utf8_lossy(text)),
-                    Some((b'l', list)) => serde_json::from_slice(list).unwrap_or(json!(null)),
-                    Some((b'b', bytes)) => json!({ "bytes": bytes.len() }),
+                    Some((&value_tag::STRING, text)) => json!(String::from_utf8_lossy(text)),
+                    Some((&value_tag::LIST, list)) => {
+                        serde_json::from_slice(list).unwrap_or(json!(null))
+                    }
+                    Some((&value_tag::BYTES, bytes)) => json!({ "bytes": bytes.len() }),
                     _ => json!(null),
                 };
                 (key.clone(), value)
@@ -286,17 +281,29 @@ async fn test_function(manager: &Manager, query: &HashMap<String, String>) -> Re
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
+    // The thesis's names (B.2), whatever the store calls them.
+    let metadata = meta.as_ref().map(|meta| {
+        json!({
+            "proprietaryLocation": meta.proprietary,
+            "currentLocation": meta.location,
+            "timestampCreation": crate::protocol::iso(meta.created_ms),
+            "timestampLastAccess": crate::protocol::iso(meta.accessed_ms),
+            "epoch": meta.epoch,
+            "version": meta.version,
+            "migration": meta.fence.as_ref().map(ToString::to_string),
+        })
+    });
     let body = match kind {
-        "sessionMetadata" => json!(meta),
+        "sessionMetadata" => metadata.unwrap_or_else(|| json!({})),
         "sessionMetadataLocations" => json!({
-            "proprietaryLocation": meta.get("proprietaryLocation"),
-            "currentLocation": meta.get("currentLocation"),
-            "epoch": meta.get("epoch"),
-            "migration": meta.get("migration"),
+            "proprietaryLocation": meta.as_ref().map(|m| &m.proprietary),
+            "currentLocation": meta.as_ref().map(|m| &m.location),
+            "epoch": meta.as_ref().map(|m| m.epoch),
+            "migration": meta.as_ref().and_then(|m| m.fence.as_ref()).map(ToString::to_string),
             "hasData": !data.is_empty(),
         }),
         "sessionData" => data_json(),
-        _ => json!({ "metadata": meta, "data": data_json() }),
+        _ => json!({ "metadata": metadata, "data": data_json() }),
     };
     Ok(Json(body).into_response())
 }

@@ -38,9 +38,21 @@ pub enum Error {
     /// This node's Redis failed: 503.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// This node's store answered something unexpected: 500.
+    #[error("{0}")]
+    Internal(String),
     /// A failure injected by a test at a protocol step (a simulated crash).
     #[error("injected failure at {0:?}")]
     Injected(crate::faults::Step),
+}
+
+impl From<edge_store::Error> for Error {
+    fn from(error: edge_store::Error) -> Error {
+        match error {
+            edge_store::Error::Redis(error) => Error::Redis(error),
+            other => Error::Internal(other.to_string()),
+        }
+    }
 }
 
 /// `Result` with [`Error`].
@@ -55,7 +67,7 @@ impl IntoResponse for Error {
             Error::Busy(_) | Error::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Conflict(_) | Error::Moved(_) => StatusCode::CONFLICT,
             Error::Peer { .. } => StatusCode::BAD_GATEWAY,
-            Error::Injected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Injected(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut body =
             serde_json::json!({ "statusCode": status.as_u16(), "message": self.to_string() });

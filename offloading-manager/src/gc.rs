@@ -1,48 +1,54 @@
 //! The garbage collector (`garbage-collector`).
 //!
-//! `deletePolicy=expiration` collects, on this node:
+//! `deletePolicy=expiration` collects, on this node, at a cost proportional
+//! to what it deletes (the store's indexes name the candidates; a node with
+//! nothing expired answers at once, whatever it holds):
 //! - sessions held here and idle longer than
-//!   `sessions_data_expiration_time` (default one day): the idle time is
-//!   re-checked under the session's lock, so a call committed after the
-//!   first check saves the session; the proprietary node is told (one
-//!   bounded attempt — a dead node is not waited for; its own collector
-//!   cleans its record later);
+//!   `sessions_data_expiration_time` (default one day): each is re-checked
+//!   in the atomic step that deletes it, so a call committed after it was
+//!   picked saves it, and a locked or fenced one is left alone; the
+//!   proprietary node is told (one bounded attempt — a dead node is not
+//!   waited for; its own collector cleans its record later);
 //! - stubs (metadata without data) of sessions that moved on, once older
 //!   than the expiration time; at the proprietary node, whose record is the
 //!   session's tracking, only once the node it points at no longer has the
-//!   session;
+//!   session (if it still has it, the record is checked again one
+//!   expiration time later);
 //! - migrations left undecided by a failure are settled first.
 //!
 //! `deletePolicy=forced&sessionId=…` deletes one session everywhere it has
 //! traces: every node of the hierarchy is asked once (bounded), in
 //! parallel.
 
-use chrono::{DateTime, Utc};
-use edge_sdk::config::node_keys;
-use edge_sdk::store::SessionKeys;
+use futures_util::StreamExt;
 
-use crate::protocol::Manager;
+use crate::protocol::{Manager, PAGE, now_ms};
 use crate::{Error, Result};
+use edge_store::layout::{config, node};
 
 /// Default `sessions_data_expiration_time`: one day.
 pub const DEFAULT_EXPIRATION_SECS: u64 = 86_400;
+/// The most tracking records one run checks with their holders.
+pub const HOLDER_CHECKS_PER_RUN: usize = 256;
+/// Calls to other nodes one run has under way at once.
+const CONCURRENT_CALLS: usize = 8;
 
 impl Manager {
-    async fn expiration(&self) -> Result<chrono::Duration> {
+    async fn expiration_ms(&self) -> Result<i64> {
         let secs = match self
-            .config_value(node_keys::SESSIONS_DATA_EXPIRATION_TIME)
+            .config_value(config::SESSIONS_DATA_EXPIRATION_TIME)
             .await?
         {
             None => DEFAULT_EXPIRATION_SECS,
             Some(text) => text.trim().parse().map_err(|_| {
                 Error::BadRequest(format!(
                     "{}={text:?} in {} is not a number of seconds",
-                    node_keys::SESSIONS_DATA_EXPIRATION_TIME,
-                    node_keys::HASH
+                    config::SESSIONS_DATA_EXPIRATION_TIME,
+                    node::CONFIG
                 ))
             })?,
         };
-        Ok(chrono::Duration::seconds(secs as i64))
+        Ok((secs as i64).saturating_mul(1000))
     }
 
     /// `deletePolicy=expiration`: returns how many sessions it deleted
@@ -51,106 +57,111 @@ impl Manager {
         if let Err(error) = self.recover().await {
             tracing::warn!("recovery of undecided migrations failed: {error}");
         }
-        let expiration = self.expiration().await?;
-        let now = Utc::now();
-        let expired = |timestamp: &str| {
-            DateTime::parse_from_rfc3339(timestamp)
-                .map(|t| now.signed_duration_since(t) > expiration)
-                .unwrap_or(true)
-        };
+        let cutoff = now_ms() - self.expiration_ms().await?;
         let mut deleted = 0;
-        for meta in self.sessions().await? {
-            if meta.fence.is_some() || !expired(&meta.last_access) {
-                continue;
-            }
-            if meta.current == self.node {
-                if self
-                    .delete_if_still_expired(&meta.session, expiration)
-                    .await?
-                {
-                    deleted += 1;
-                    if meta.proprietary != self.node
-                        && let Err(error) = self
-                            .peers
-                            .delete_local(&meta.proprietary, &meta.session)
-                            .await
-                    {
-                        tracing::warn!(session = %meta.session, proprietary = %meta.proprietary, "could not tell the proprietary node: {error}");
+        for owner in self.store.owners().await? {
+            let mut kept = 0;
+            loop {
+                let page = self.store.idle_since(&owner, cutoff, kept, PAGE).await?;
+                if page.is_empty() {
+                    break;
+                }
+                let full = page.len() == PAGE;
+                let outcomes = self.store.collect_if_expired(&page, cutoff).await?;
+                let mut notify = Vec::new();
+                for (session, outcome) in page.into_iter().zip(outcomes) {
+                    match outcome {
+                        Some(proprietary) => {
+                            deleted += 1;
+                            if proprietary != self.node {
+                                notify.push((proprietary, session));
+                            }
+                        }
+                        // In use, or fenced: it stays (and in the index).
+                        None => kept += 1,
                     }
                 }
-            } else if meta.proprietary != self.node {
-                // A stub left by a migration: clients go through the proprietary node.
-                self.delete_everything(&meta.session).await?;
-            } else {
-                // The proprietary node's record: only once the session is gone.
-                match self.peers.locations(&meta.current, &meta.session).await {
-                    Err(Error::NotFound(_)) => {
-                        self.delete_everything(&meta.session).await?;
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(session = %meta.session, holder = %meta.current, "cannot check the holder: {error}")
-                    }
+                self.tell_proprietary_nodes(notify).await;
+                if !full {
+                    break;
                 }
             }
         }
+        self.collect_stubs(cutoff).await?;
         Ok(deleted)
     }
 
-    /// Deletes a session held here if, under its lock, it is still idle
-    /// past the expiration time.
-    async fn delete_if_still_expired(
-        &self,
-        session: &str,
-        expiration: chrono::Duration,
-    ) -> Result<bool> {
-        let keys = SessionKeys::new(session);
-        let mut redis = self.redis.clone();
-        let token = format!("gc:{}", uuid::Uuid::new_v4().simple());
-        let locked: Option<String> = redis::cmd("SET")
-            .arg(&keys.lock)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(30_000)
-            .query_async(&mut redis)
-            .await?;
-        if locked.is_none() {
-            return Ok(false); // in use right now: not idle
+    /// Tells each proprietary node that its session was collected here.
+    async fn tell_proprietary_nodes(&self, collected: Vec<(String, String)>) {
+        futures_util::stream::iter(collected)
+            .map(|(proprietary, session)| async move {
+                if let Err(error) = self.peers.delete_local(&proprietary, &session).await {
+                    tracing::warn!(%session, %proprietary, "could not tell the proprietary node: {error}");
+                }
+            })
+            .buffer_unordered(CONCURRENT_CALLS)
+            .collect::<()>()
+            .await;
+    }
+
+    /// Deletes the stubs older than `cutoff`; a tracking record of this
+    /// (proprietary) node only once its holder has no trace of the session.
+    async fn collect_stubs(&self, cutoff: i64) -> Result<()> {
+        let (mut kept, mut checks) = (0, 0);
+        loop {
+            let page = self.store.stubs_due(cutoff, kept, PAGE).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let full = page.len() == PAGE;
+            let mut holders = Vec::new();
+            for (session, meta) in page.iter().zip(self.store.metas(&page).await?) {
+                match meta {
+                    // A stub left by a migration: clients go through the
+                    // proprietary node, which knows where the session is.
+                    Some(meta) if meta.proprietary != self.node => {
+                        self.store.delete_stub(session).await?;
+                    }
+                    Some(meta) if checks < HOLDER_CHECKS_PER_RUN => {
+                        checks += 1;
+                        holders.push(meta);
+                    }
+                    Some(_) => kept += 1,
+                    None => {
+                        self.store.delete_stub(session).await?;
+                    }
+                }
+            }
+            let answers: Vec<_> = futures_util::stream::iter(holders)
+                .map(|meta| async move {
+                    let answer = self.peers.locations(&meta.location, &meta.session).await;
+                    (meta, answer)
+                })
+                .buffer_unordered(CONCURRENT_CALLS)
+                .collect()
+                .await;
+            for (meta, answer) in answers {
+                match answer {
+                    Err(Error::NotFound(_)) => {
+                        self.store.delete_stub(&meta.session).await?;
+                    }
+                    Ok(_) => self.store.refresh_stub(&meta.session, now_ms()).await?,
+                    Err(error) => {
+                        kept += 1;
+                        tracing::warn!(session = %meta.session, holder = %meta.location, "cannot check the holder: {error}");
+                    }
+                }
+            }
+            if !full || checks >= HOLDER_CHECKS_PER_RUN {
+                return Ok(());
+            }
         }
-        let last_access: Option<String> = redis::cmd("HGET")
-            .arg(&keys.meta)
-            .arg("timestampLastAccess")
-            .query_async(&mut redis)
-            .await?;
-        let still_expired = last_access
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .is_none_or(|t| Utc::now().signed_duration_since(t) > expiration);
-        if still_expired {
-            self.delete_everything(session).await?;
-        } else {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&keys.lock)
-                .query_async(&mut redis)
-                .await?;
-        }
-        Ok(still_expired)
     }
 
     /// Deletes every key of `session` on this node; returns whether there
     /// was anything.
     pub async fn delete_everything(&self, session: &str) -> Result<bool> {
-        let keys = SessionKeys::new(session);
-        let removed: i64 = redis::cmd("DEL")
-            .arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.reqs)
-            .arg(&keys.resp)
-            .arg(&keys.lock)
-            .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(removed > 0)
+        Ok(self.store.delete_session(session).await?)
     }
 
     /// `deletePolicy=forced`: deletes `session` on every node; returns 1 if

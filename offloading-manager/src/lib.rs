@@ -55,17 +55,22 @@
 //! the session from P in at most two redirects; (I4) copies of aborted
 //! migrations are dropped and stubs are collected by the garbage collector.
 //!
+//! Each step is one atomic script on the participant's Redis, in the
+//! internal `edge-store` crate, which also keeps the node's indexes: every
+//! decision — the least recently used session to offload, the session to
+//! onload, the expired sessions and stubs to collect, the migrations to
+//! settle — is read from them, at a cost independent of how many sessions
+//! the node holds.
+//!
 //! Modules: [`api`] (commands), [`protocol`] (the steps above from each
-//! side), [`migrate`] (each step's atomic script), [`policy`]
-//! (`offload-trigger`), [`gc`] (garbage collection), [`peers`] (calls to
-//! other nodes), [`wire`] (what travels), [`faults`] (test-only fault
-//! injection).
+//! side), [`policy`] (`offload-trigger`), [`gc`] (garbage collection),
+//! [`peers`] (calls to other nodes), [`wire`] (what travels), [`faults`]
+//! (test-only fault injection).
 
 pub mod api;
 mod error;
 pub mod faults;
 pub mod gc;
-pub mod migrate;
 pub mod peers;
 pub mod policy;
 pub mod protocol;
@@ -86,14 +91,19 @@ pub fn manager(
     config: &Config,
     recovery_after: Duration,
 ) -> edge_sdk::Result<Arc<protocol::Manager>> {
-    let redis = edge_sdk::store::connect(
+    let store = edge_store::Store::open(
         &config.redis_url,
         config.redis_password.as_deref(),
         config.redis_timeout,
-    )?;
+        config.location.as_str(),
+    )
+    .map_err(|e| edge_sdk::Error::Config {
+        name: "EDGE_REDIS_URL".into(),
+        message: e.to_string(),
+    })?;
     Ok(Arc::new(protocol::Manager {
         node: config.location.clone(),
-        redis,
+        store,
         infrastructure: Arc::clone(&config.infrastructure),
         peers: peers::Peers::new(
             Arc::clone(&config.infrastructure),

@@ -48,6 +48,14 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(node = %config.location, address = %config.listen, "session-offloading-manager listening");
+    // A node whose Redis holds sessions of the previous layout is converted
+    // and indexed once, while the API serves.
+    let upgrading = std::sync::Arc::clone(&manager);
+    tokio::spawn(async move {
+        if let Err(error) = upgrading.upgrade_store().await {
+            tracing::error!("could not index the node's sessions: {error}");
+        }
+    });
     let served = axum::serve(listener, offloading_manager::api::router(manager))
         .with_graceful_shutdown(edge_sdk::runtime::shutdown_signal())
         .await;

@@ -2,10 +2,14 @@
 //! Redis memory (`used_memory`).
 //!
 //! - Above `offload_top_threshold`: offload the least recently used
-//!   sessions held here, one at a time, until memory is at or below
-//!   `offload_bottom_threshold` (default: the top threshold), there is
-//!   nothing left to offload, or [`MAX_OFFLOADS_PER_RUN`] were moved.
-//!   Answer: the bytes freed.
+//!   sessions held here (the head of the store's LRU indexes), one at a
+//!   time, until the memory measured at the start, less the bytes of the
+//!   sessions moved away, is at or below `offload_bottom_threshold`
+//!   (default: the top threshold), there is nothing left to offload, or
+//!   [`MAX_OFFLOADS_PER_RUN`] were moved. A session's bytes are measured
+//!   (`MEMORY USAGE` of its keys) in the step that fences it for the move;
+//!   `used_memory` itself is not read again, since Redis returns freed
+//!   memory to the system lazily. Answer: the bytes freed by that account.
 //! - Else below `onload_threshold`: onload one session from above.
 //!   Answer: `-1` if one came, `0` if none.
 //! - Else `0`.
@@ -13,7 +17,7 @@
 //! Unset thresholds disable that half of the policy. Each run also settles
 //! migrations left undecided by a failure (see the crate docs).
 
-use edge_sdk::config::node_keys;
+use edge_store::layout::{config, node};
 
 use crate::protocol::Manager;
 use crate::{Error, Result};
@@ -28,7 +32,7 @@ impl Manager {
             Some(text) => text.trim().parse().map(Some).map_err(|_| {
                 Error::BadRequest(format!(
                     "{field}={text:?} in {} is not a number of bytes",
-                    node_keys::HASH
+                    node::CONFIG
                 ))
             }),
         }
@@ -40,31 +44,35 @@ impl Manager {
             tracing::warn!("recovery of undecided migrations failed: {error}");
         }
         let used = self.used_memory().await?;
-        let top = self.threshold(node_keys::OFFLOAD_TOP_THRESHOLD).await?;
+        let top = self.threshold(config::OFFLOAD_TOP_THRESHOLD).await?;
         if let Some(top) = top.filter(|&top| used > top) {
             if self.infrastructure.parent_name(&self.node).is_none() {
                 return Ok(0);
             }
             let bottom = self
-                .threshold(node_keys::OFFLOAD_BOTTOM_THRESHOLD)
+                .threshold(config::OFFLOAD_BOTTOM_THRESHOLD)
                 .await?
                 .unwrap_or(top);
             let mut tried = std::collections::HashSet::new();
+            let mut freed: u64 = 0;
             for _ in 0..MAX_OFFLOADS_PER_RUN {
-                if self.used_memory().await? <= bottom {
+                if used.saturating_sub(freed) <= bottom {
                     break;
                 }
-                let Some(session) = self.least_recently_used(&tried).await? else {
+                let Some(candidate) = self.store.least_recently_used(&tried).await? else {
                     break;
                 };
-                tried.insert(session.clone());
-                if let Err(error) = self.force_offload(&session).await {
-                    tracing::warn!(%session, "offload failed: {error}");
+                match self.force_offload(&candidate.session).await {
+                    Ok(offloaded) => freed += offloaded.bytes,
+                    Err(error) => {
+                        tracing::warn!(session = %candidate.session, "offload failed: {error}");
+                        tried.insert(candidate.session);
+                    }
                 }
             }
-            return Ok(used.saturating_sub(self.used_memory().await?) as i64);
+            return Ok(freed as i64);
         }
-        let onload = self.threshold(node_keys::ONLOAD_THRESHOLD).await?;
+        let onload = self.threshold(config::ONLOAD_THRESHOLD).await?;
         if onload.is_some_and(|threshold| used < threshold)
             && self.infrastructure.parent_name(&self.node).is_some()
         {
@@ -78,25 +86,5 @@ impl Manager {
             };
         }
         Ok(0)
-    }
-
-    /// The session held here that was used longest ago, not fenced, not in
-    /// `skip`.
-    async fn least_recently_used(
-        &self,
-        skip: &std::collections::HashSet<String>,
-    ) -> Result<Option<String>> {
-        Ok(self
-            .sessions()
-            .await?
-            .into_iter()
-            .filter(|m| {
-                m.current == self.node
-                    && m.fence.is_none()
-                    && m.has_data
-                    && !skip.contains(&m.session)
-            })
-            .min_by(|a, b| a.last_access.cmp(&b.last_access))
-            .map(|m| m.session))
     }
 }

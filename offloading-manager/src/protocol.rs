@@ -1,26 +1,34 @@
 //! The migration protocol, from each participant's side. See the crate docs
-//! for the sequence and what happens on each failure.
+//! for the sequence and what happens on each failure; each step itself is
+//! one atomic script of the store (`edge_store`'s `migration` module).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_sdk::config::node_keys;
 use edge_sdk::hierarchy::Infrastructure;
-use edge_sdk::store::SessionKeys;
-use redis::aio::ConnectionManager;
+use edge_store::layout::{config, lock};
+use edge_store::{CasOutcome, Fence, FenceOutcome, ImportOutcome, Store};
 
 use crate::faults::{Faults, Step};
-use crate::migrate::{self, Fence};
 use crate::peers::Peers;
-use crate::wire::{Location, LocationUpdate, SessionToken, SessionTransfer};
+use crate::wire::{self, Location, LocationUpdate, SessionToken};
 use crate::{Error, Result};
+
+/// How long a migration's lock lives; the fence outlives it.
+pub const MIGRATION_LOCK_TTL: Duration = Duration::from_secs(60);
+/// Sessions read or changed per round trip when a decision walks an index.
+pub const PAGE: usize = 256;
+/// The most undecided migrations one run tries to settle.
+pub const RECOVERIES_PER_RUN: usize = 1024;
+/// How many of a subtree's most recently used sessions an onload tries.
+const ONLOAD_CANDIDATES: usize = 4;
 
 /// One node's manager.
 pub struct Manager {
     /// This node's `areaName`.
     pub node: String,
-    /// This node's Redis.
-    pub redis: ConnectionManager,
+    /// This node's session store.
+    pub store: Store,
     /// The hierarchy (without passwords).
     pub infrastructure: Arc<Infrastructure>,
     /// The other nodes' managers.
@@ -42,18 +50,62 @@ pub enum Settled {
     Committed(Location),
 }
 
+/// A session offloaded by [`Manager::force_offload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offloaded {
+    /// Where it went.
+    pub location: Location,
+    /// The bytes of this node's Redis memory it took, as measured when it
+    /// was fenced.
+    pub bytes: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `ms` as ISO-8601 UTC, as the thesis's metadata and the wire show it.
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn conflict(ok: bool, describe: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Conflict(describe()))
+    }
+}
+
 impl Manager {
-    fn redis(&self) -> ConnectionManager {
-        self.redis.clone()
+    /// `used_memory` of this node's Redis.
+    pub async fn used_memory(&self) -> Result<u64> {
+        Ok(self.store.used_memory().await?)
     }
 
-    /// The node's configuration field `field` from `edge:config`.
+    /// The node's configuration field `field`.
     pub async fn config_value(&self, field: &str) -> Result<Option<String>> {
-        Ok(redis::cmd("HGET")
-            .arg(node_keys::HASH)
-            .arg(field)
-            .query_async(&mut self.redis())
-            .await?)
+        Ok(self.store.config_value(field).await?)
+    }
+
+    /// Converts and indexes the sessions of a node whose Redis holds them in
+    /// the previous layout (once; a no-op afterwards). Calls are served
+    /// meanwhile: a session met before its turn is converted on the spot.
+    pub async fn upgrade_store(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let report = self.store.upgrade(PAGE * 4).await?;
+        if !report.already_current {
+            tracing::info!(
+                sessions = report.sessions,
+                converted = report.converted,
+                seconds = started.elapsed().as_secs_f64(),
+                "the node's store is indexed and in the current layout"
+            );
+        }
+        Ok(())
     }
 
     /// Whether this node takes offers (`offloading` is not `reject`, and its
@@ -62,11 +114,11 @@ impl Manager {
         if self.infrastructure.parent_name(&self.node).is_none() {
             return Ok(true);
         }
-        if self.config_value(node_keys::OFFLOADING).await?.as_deref() == Some("reject") {
+        if self.config_value(config::OFFLOADING).await?.as_deref() == Some("reject") {
             return Ok(false);
         }
         match self
-            .config_value(node_keys::OFFLOAD_TOP_THRESHOLD)
+            .config_value(config::OFFLOAD_TOP_THRESHOLD)
             .await?
             .and_then(|v| v.parse::<u64>().ok())
         {
@@ -75,24 +127,43 @@ impl Manager {
         }
     }
 
-    /// `used_memory` of this node's Redis.
-    pub async fn used_memory(&self) -> Result<u64> {
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut self.redis())
+    /// The compare-and-set of the session's location on this node's record.
+    async fn compare_and_set(&self, update: &LocationUpdate) -> Result<Location> {
+        if update.epoch <= update.expected_epoch {
+            return Err(Error::BadRequest(
+                "epoch must be greater than expectedEpoch".into(),
+            ));
+        }
+        let outcome = self
+            .store
+            .compare_and_set_location(
+                &update.session,
+                (&update.expected_location, update.expected_epoch),
+                (&update.current_location, update.epoch),
+                now_ms(),
+            )
             .await?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+        match outcome {
+            CasOutcome::Done(current_location, epoch) => Ok(Location {
+                current_location,
+                epoch,
+            }),
+            CasOutcome::Unknown => Err(Error::NotFound(format!(
+                "no session {:?} on this node",
+                update.session
+            ))),
+            CasOutcome::Conflict(current_location, epoch) => Err(Error::Moved(Location {
+                current_location,
+                epoch,
+            })),
+        }
     }
 
     /// The location update at the session's proprietary node, local or
     /// remote.
     async fn decide(&self, proprietary: &str, update: &LocationUpdate) -> Result<Location> {
         if proprietary == self.node {
-            migrate::compare_and_set_location(&mut self.redis(), update).await
+            self.compare_and_set(update).await
         } else {
             self.peers.update_session(proprietary, update).await
         }
@@ -100,7 +171,7 @@ impl Manager {
 
     /// `update-session` at this (proprietary) node.
     pub async fn update_session(&self, update: &LocationUpdate) -> Result<Location> {
-        let location = migrate::compare_and_set_location(&mut self.redis(), update).await?;
+        let location = self.compare_and_set(update).await?;
         self.faults.check(Step::ProprietaryAfterDecision)?;
         Ok(location)
     }
@@ -119,24 +190,80 @@ impl Manager {
             })
     }
 
+    /// Locks and fences `session` for migrating away; returns the token
+    /// describing the migration and the bytes the session takes here.
+    async fn fence(&self, session: &str) -> Result<(SessionToken, u64)> {
+        let outcome = self
+            .store
+            .fence_out(
+                session,
+                &lock::migration_token(),
+                MIGRATION_LOCK_TTL,
+                now_ms(),
+            )
+            .await?;
+        match outcome {
+            FenceOutcome::Fenced(fenced) => Ok((
+                SessionToken {
+                    session: session.to_string(),
+                    epoch: fenced.epoch,
+                    proprietary_location: fenced.proprietary,
+                    current_location: self.node.clone(),
+                    timestamp_creation: iso(fenced.created_ms),
+                    timestamp_last_access: iso(fenced.accessed_ms),
+                },
+                fenced.bytes,
+            )),
+            FenceOutcome::Unknown => Err(Error::NotFound(format!(
+                "session {session:?} is not on node {}",
+                self.node
+            ))),
+            FenceOutcome::Elsewhere(location) => Err(Error::NotFound(format!(
+                "session {session:?} lives on {location}, not on {}",
+                self.node
+            ))),
+            FenceOutcome::Busy(reason) => {
+                Err(Error::Busy(format!("session {session:?} is {reason}")))
+            }
+        }
+    }
+
+    async fn finalize(&self, session: &str, epoch: u64, new_location: &str) -> Result<()> {
+        let done = self
+            .store
+            .finalize(session, epoch, new_location, now_ms())
+            .await?;
+        conflict(done, || {
+            format!("session {session:?} is not migrating out with epoch {epoch}")
+        })
+    }
+
+    async fn activate(&self, session: &str, epoch: u64) -> Result<()> {
+        let done = self.store.activate(session, epoch).await?;
+        conflict(done, || {
+            format!("session {session:?} has no copy of migration {epoch} here")
+        })
+    }
+
+    async fn drop_in(&self, session: &str, epoch: u64) -> Result<()> {
+        let done = self.store.drop_in(session, epoch, now_ms()).await?;
+        conflict(done, || {
+            format!("session {session:?} has no copy of migration {epoch} here")
+        })
+    }
+
     /// `force-offload`: moves `session` from this node up the tree.
-    pub async fn force_offload(&self, session: &str) -> Result<Location> {
+    pub async fn force_offload(&self, session: &str) -> Result<Offloaded> {
         let parent = self.parent("offload to")?;
-        let lock = migrate::migration_token();
-        let token = migrate::fence_out(&mut self.redis(), &self.node, session, &lock).await?;
+        let (token, bytes) = self.fence(session).await?;
         self.faults.check(Step::SourceAfterFence)?;
         match self.peers.offload_session(&parent, &token).await {
             Ok(location) => {
                 self.faults.check(Step::SourceBeforeFinalize)?;
-                migrate::finalize(
-                    &mut self.redis(),
-                    session,
-                    token.epoch,
-                    &location.current_location,
-                )
-                .await?;
-                tracing::info!(session, to = %location.current_location, epoch = token.epoch, "offloaded");
-                Ok(location)
+                self.finalize(session, token.epoch, &location.current_location)
+                    .await?;
+                tracing::info!(session, to = %location.current_location, epoch = token.epoch, bytes, "offloaded");
+                Ok(Offloaded { location, bytes })
             }
             Err(error) => {
                 // The offer failed or its answer was lost: the proprietary
@@ -146,7 +273,7 @@ impl Manager {
                     .settle_out(&token.proprietary_location, session, token.epoch)
                     .await
                 {
-                    Ok(Settled::Committed(location)) => Ok(location),
+                    Ok(Settled::Committed(location)) => Ok(Offloaded { location, bytes }),
                     Ok(Settled::Aborted) => Err(error),
                     Err(settle_error) => Err(Error::Busy(format!(
                         "offload of {session:?} undecided ({error}; {settle_error}); it stays closed to writes until recovery settles it"
@@ -174,19 +301,17 @@ impl Manager {
         };
         match self.decide(proprietary, &claim).await {
             Ok(_) => {
-                migrate::abort_out(&mut self.redis(), session, epoch).await?;
+                let done = self.store.abort_out(session, epoch).await?;
+                conflict(done, || {
+                    format!("session {session:?} is not migrating out with epoch {epoch}")
+                })?;
                 Ok(Settled::Aborted)
             }
             Err(Error::Moved(location))
                 if location.current_location != self.node && location.epoch >= epoch =>
             {
-                migrate::finalize(
-                    &mut self.redis(),
-                    session,
-                    epoch,
-                    &location.current_location,
-                )
-                .await?;
+                self.finalize(session, epoch, &location.current_location)
+                    .await?;
                 Ok(Settled::Committed(location))
             }
             Err(error) => Err(error),
@@ -210,17 +335,17 @@ impl Manager {
         };
         match self.decide(proprietary, &claim).await {
             Ok(_) => {
-                migrate::drop_in(&mut self.redis(), session, epoch).await?;
+                self.drop_in(session, epoch).await?;
                 Ok(Settled::Aborted)
             }
             Err(Error::Moved(location))
                 if location.current_location == self.node && location.epoch >= epoch =>
             {
-                migrate::activate(&mut self.redis(), &self.node, session, epoch).await?;
+                self.activate(session, epoch).await?;
                 Ok(Settled::Committed(location))
             }
             Err(Error::Moved(location)) if location.epoch >= epoch => {
-                migrate::drop_in(&mut self.redis(), session, epoch).await?;
+                self.drop_in(session, epoch).await?;
                 Ok(Settled::Aborted)
             }
             Err(error) => Err(error),
@@ -237,13 +362,33 @@ impl Manager {
             .peers
             .migrate_session(source, &token.session, token.epoch)
             .await?;
-        let transfer = SessionTransfer::decode(&bytes).map_err(|e| Error::Peer {
+        let exported = wire::decode_transfer(&bytes).map_err(|e| Error::Peer {
             node: source.clone(),
             message: e.to_string(),
         })?;
         self.faults.check(Step::DestinationAfterExport)?;
-        let lock = migrate::migration_token();
-        migrate::import(&mut self.redis(), &self.node, &lock, token, &transfer).await?;
+        let stored = self
+            .store
+            .import(
+                &token.session,
+                &lock::migration_token(),
+                MIGRATION_LOCK_TTL,
+                source,
+                token.epoch,
+                now_ms(),
+                &exported,
+            )
+            .await?;
+        match stored {
+            ImportOutcome::Stored => {}
+            ImportOutcome::Conflict(reason) => return Err(Error::Conflict(reason)),
+            ImportOutcome::Busy => {
+                return Err(Error::Busy(format!(
+                    "session {:?} is locked on {}",
+                    token.session, self.node
+                )));
+            }
+        }
         self.faults.check(Step::DestinationAfterImport)?;
         let update = LocationUpdate {
             session: token.session.clone(),
@@ -255,13 +400,12 @@ impl Manager {
         match self.decide(&token.proprietary_location, &update).await {
             Ok(location) => {
                 self.faults.check(Step::DestinationAfterDecision)?;
-                migrate::activate(&mut self.redis(), &self.node, &token.session, token.epoch)
-                    .await?;
-                tracing::info!(session = %token.session, from = %source, epoch = token.epoch, bytes = transfer.payload_bytes(), "session moved here");
+                self.activate(&token.session, token.epoch).await?;
+                tracing::info!(session = %token.session, from = %source, epoch = token.epoch, bytes = exported.payload_bytes(), "session moved here");
                 Ok(location)
             }
             Err(Error::Moved(location)) => {
-                migrate::drop_in(&mut self.redis(), &token.session, token.epoch).await?;
+                self.drop_in(&token.session, token.epoch).await?;
                 Err(Error::Moved(location))
             }
             // Undecided: the copy stays fenced until recovery settles it.
@@ -313,37 +457,37 @@ impl Manager {
         Ok(location)
     }
 
-    /// `onload-session?action=get-session`: a session here (or above) whose
-    /// proprietary node lies in `requester`'s subtree, fenced for the
-    /// requester to pull.
+    /// `onload-session?action=get-session`: the most recently used session
+    /// here (or above) whose proprietary node lies in `requester`'s
+    /// subtree, fenced for the requester to pull.
     pub async fn onload_get(&self, requester: &str) -> Result<SessionToken> {
         if !self.infrastructure.contains(requester) {
             return Err(Error::BadRequest(format!(
                 "X-onload-location {requester:?} is not a node of the hierarchy"
             )));
         }
-        let candidates = self.sessions().await?;
-        let mut best: Option<(String, String)> = None;
-        for meta in candidates {
-            if meta.current != self.node || meta.fence.is_some() || !meta.has_data {
-                continue;
-            }
-            if !self
-                .infrastructure
-                .is_ancestor_or_self(requester, &meta.proprietary)
-            {
-                continue;
-            }
-            if best
-                .as_ref()
-                .is_none_or(|(_, last)| meta.last_access > *last)
-            {
-                best = Some((meta.session, meta.last_access));
+        let owners: Vec<String> = self
+            .store
+            .owners()
+            .await?
+            .into_iter()
+            .filter(|owner| self.infrastructure.is_ancestor_or_self(requester, owner))
+            .collect();
+        let candidates = self
+            .store
+            .most_recently_used(&owners, ONLOAD_CANDIDATES)
+            .await?;
+        let mut busy = None;
+        for candidate in &candidates {
+            match self.fence(&candidate.session).await {
+                Ok((token, _)) => return Ok(token),
+                Err(error @ Error::Busy(_)) => busy = Some(error),
+                Err(Error::NotFound(_)) => {}
+                Err(error) => return Err(error),
             }
         }
-        if let Some((session, _)) = best {
-            let lock = migrate::migration_token();
-            return migrate::fence_out(&mut self.redis(), &self.node, &session, &lock).await;
+        if let Some(error) = busy {
+            return Err(error);
         }
         match self.infrastructure.parent_name(&self.node) {
             Some(parent) => self.peers.onload_get(parent, requester).await,
@@ -356,128 +500,56 @@ impl Manager {
     /// `onload-session?action=release-session`: the requester has made the
     /// session its own; finalize here.
     pub async fn onload_release(&self, requester: &str, session: &str, epoch: u64) -> Result<()> {
-        migrate::finalize(&mut self.redis(), session, epoch, requester).await
+        self.finalize(session, epoch, requester).await
     }
 
-    /// Every session with metadata on this node.
-    pub async fn sessions(&self) -> Result<Vec<SessionMeta>> {
-        let mut redis = self.redis();
-        let mut cursor: u64 = 0;
-        let mut metas = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(SessionKeys::META_PATTERN)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut redis)
-                .await?;
-            for key in keys {
-                let Some(session) = SessionKeys::session_of(&key) else {
-                    continue;
-                };
-                if let Some(meta) = self.session_meta(&session).await? {
-                    metas.push(meta);
-                }
-            }
-            if next == 0 {
-                return Ok(metas);
-            }
-            cursor = next;
-        }
-    }
-
-    /// One session's metadata on this node.
-    pub async fn session_meta(&self, session: &str) -> Result<Option<SessionMeta>> {
-        let keys = SessionKeys::new(session);
-        let mut redis = self.redis();
-        let (fields, has_data): (Vec<Option<String>>, bool) = redis::pipe()
-            .cmd("HMGET")
-            .arg(&keys.meta)
-            .arg(&[
-                "currentLocation",
-                "proprietaryLocation",
-                "epoch",
-                "timestampLastAccess",
-                "migration",
-                "migrationSince",
-            ])
-            .cmd("EXISTS")
-            .arg(&keys.data)
-            .query_async(&mut redis)
-            .await?;
-        let [current, proprietary, epoch, last_access, fence, since] =
-            <[Option<String>; 6]>::try_from(fields).unwrap_or_default();
-        let Some(current) = current else {
-            return Ok(None);
-        };
-        Ok(Some(SessionMeta {
-            session: session.to_string(),
-            proprietary: proprietary.unwrap_or_default(),
-            current,
-            epoch: epoch.and_then(|e| e.parse().ok()).unwrap_or(0),
-            last_access: last_access.unwrap_or_default(),
-            fence: fence.as_deref().and_then(Fence::parse),
-            fenced_since_ms: since.and_then(|s| s.parse().ok()).unwrap_or(0),
-            has_data,
-        }))
-    }
-
-    /// Settles every migration on this node that has been undecided for
-    /// longer than [`Manager::recovery_after`]; one attempt each, so a dead
-    /// node costs one bounded call. Returns how many were settled.
+    /// Settles the migrations on this node that have been undecided for
+    /// longer than [`Manager::recovery_after`], oldest first, taken from the
+    /// `migrating` index; one attempt each (so a dead node costs one
+    /// bounded call), at most [`RECOVERIES_PER_RUN`]. Returns how many were
+    /// settled.
     pub async fn recover(&self) -> Result<usize> {
-        let now = migrate::now_ms();
-        let mut settled = 0;
-        for meta in self.sessions().await? {
-            let Some(fence) = &meta.fence else { continue };
-            if now - meta.fenced_since_ms < self.recovery_after.as_millis() as i64 {
-                continue;
+        let cutoff = now_ms() - self.recovery_after.as_millis() as i64;
+        let (mut settled, mut unsettled, mut attempts) = (0, 0, 0);
+        while attempts < RECOVERIES_PER_RUN {
+            let page = self
+                .store
+                .migrations_due(cutoff, unsettled, PAGE.min(RECOVERIES_PER_RUN - attempts))
+                .await?;
+            if page.is_empty() {
+                break;
             }
-            let outcome = match fence {
-                Fence::Out(epoch) => {
-                    self.settle_out(&meta.proprietary, &meta.session, *epoch)
-                        .await
+            let full = page.len() == PAGE;
+            for meta in self.store.metas(&page).await?.into_iter().flatten() {
+                let Some(fence) = &meta.fence else { continue };
+                attempts += 1;
+                let outcome = match fence {
+                    Fence::Out(epoch) => {
+                        self.settle_out(&meta.proprietary, &meta.session, *epoch)
+                            .await
+                    }
+                    Fence::In(epoch, source) => {
+                        self.settle_in(&meta.proprietary, &meta.session, *epoch, source)
+                            .await
+                    }
+                };
+                match outcome {
+                    Ok(result) => {
+                        tracing::info!(session = %meta.session, ?fence, ?result, "undecided migration settled");
+                        settled += 1;
+                    }
+                    Err(error) => {
+                        unsettled += 1;
+                        tracing::warn!(session = %meta.session, ?fence, "cannot settle yet: {error}")
+                    }
                 }
-                Fence::In(epoch, source) => {
-                    self.settle_in(&meta.proprietary, &meta.session, *epoch, source)
-                        .await
-                }
-            };
-            match outcome {
-                Ok(result) => {
-                    tracing::info!(session = %meta.session, ?fence, ?result, "undecided migration settled");
-                    settled += 1;
-                }
-                Err(error) => {
-                    tracing::warn!(session = %meta.session, ?fence, "cannot settle yet: {error}")
-                }
+            }
+            if !full {
+                break;
             }
         }
         Ok(settled)
     }
-}
-
-/// What the manager reads of a session's metadata.
-#[derive(Debug, Clone)]
-pub struct SessionMeta {
-    /// The session's name.
-    pub session: String,
-    /// Its proprietary node.
-    pub proprietary: String,
-    /// Where this node thinks it is.
-    pub current: String,
-    /// Its epoch here.
-    pub epoch: u64,
-    /// `timestampLastAccess` (ISO-8601, sortable).
-    pub last_access: String,
-    /// An undecided migration.
-    pub fence: Option<Fence>,
-    /// Since when (ms).
-    pub fenced_since_ms: i64,
-    /// Whether this node holds its data.
-    pub has_data: bool,
 }
 
 fn validate_token(token: &SessionToken) -> Result<()> {

@@ -3,24 +3,26 @@
 //! with no base64, so that a transfer costs the session's bytes plus a few
 //! bytes per field.
 //!
-//! Framing: the magic `EDGS1`, then four sections — metadata, data,
-//! request ids (member, score), retained responses — each a `u32` count of
-//! entries, every entry two length-prefixed (`u32`, big endian) byte
-//! strings.
+//! Framing: the magic `EDGS2`, then three sections — the portable
+//! metadata, the data, the request-id records, as the store exports them —
+//! each a `u32` count of entries, every entry two length-prefixed (`u32`,
+//! big endian) byte strings.
 //!
 //! ```
-//! use offloading_manager::wire::SessionTransfer;
+//! use edge_store::Exported;
+//! use offloading_manager::wire::{decode_transfer, encode_transfer};
 //!
-//! let mut transfer = SessionTransfer::default();
-//! transfer.data.push((b"photo".to_vec(), vec![0u8; 1000]));
-//! let bytes = transfer.encode();
+//! let mut session = Exported::default();
+//! session.data.push((b"photo".to_vec(), vec![0u8; 1000]));
+//! let bytes = encode_transfer(&session);
 //! assert!(bytes.len() < 1000 + 64);
-//! assert_eq!(SessionTransfer::decode(&bytes).unwrap(), transfer);
+//! assert_eq!(decode_transfer(&bytes).unwrap(), session);
 //! ```
 
+use edge_store::Exported;
 use serde::{Deserialize, Serialize};
 
-const MAGIC: &[u8] = b"EDGS1";
+const MAGIC: &[u8] = b"EDGS2";
 
 /// A session's metadata as it travels in `X-session-token` (thesis B.2
 /// names, plus the migration's epoch).
@@ -71,92 +73,63 @@ pub struct Location {
     pub epoch: u64,
 }
 
-/// A whole session, as exported by its holder and imported by its new node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionTransfer {
-    /// The metadata hash.
-    pub meta: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The data hash (typed values as the SDK stores them).
-    pub data: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Completed request ids and their completion times (ms).
-    pub request_ids: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Retained responses by request id.
-    pub responses: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
 /// A transfer body that is not one.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed session transfer: {0}")]
 pub struct MalformedTransfer(&'static str);
 
-impl SessionTransfer {
-    /// The bytes of the session's data, request ids and responses.
-    pub fn payload_bytes(&self) -> usize {
-        [&self.meta, &self.data, &self.request_ids, &self.responses]
-            .iter()
-            .flat_map(|section| section.iter())
-            .map(|(k, v)| k.len() + v.len())
-            .sum()
-    }
-
-    /// Encodes the transfer.
-    pub fn encode(&self) -> Vec<u8> {
-        let sections = [&self.meta, &self.data, &self.request_ids, &self.responses];
-        let entries: usize = sections.iter().map(|s| s.len()).sum();
-        let mut out = Vec::with_capacity(MAGIC.len() + 16 + entries * 8 + self.payload_bytes());
-        out.extend_from_slice(MAGIC);
-        for section in sections {
-            out.extend_from_slice(&(section.len() as u32).to_be_bytes());
-            for (key, value) in section {
-                for part in [key, value] {
-                    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                    out.extend_from_slice(part);
-                }
+/// Encodes an exported session.
+pub fn encode_transfer(session: &Exported) -> Vec<u8> {
+    let sections = [&session.meta, &session.data, &session.ids];
+    let entries: usize = sections.iter().map(|s| s.len()).sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + 12 + entries * 8 + session.payload_bytes());
+    out.extend_from_slice(MAGIC);
+    for section in sections {
+        out.extend_from_slice(&(section.len() as u32).to_be_bytes());
+        for (key, value) in section {
+            for part in [key, value] {
+                out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                out.extend_from_slice(part);
             }
         }
-        out
     }
+    out
+}
 
-    /// Decodes a transfer.
-    pub fn decode(bytes: &[u8]) -> Result<SessionTransfer, MalformedTransfer> {
-        let mut rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or(MalformedTransfer("bad magic"))?;
-        let take_u32 = |rest: &mut &[u8]| -> Result<usize, MalformedTransfer> {
-            let (head, tail) = rest
-                .split_at_checked(4)
-                .ok_or(MalformedTransfer("truncated length"))?;
-            *rest = tail;
-            Ok(u32::from_be_bytes(head.try_into().expect("four bytes")) as usize)
-        };
-        let mut sections: [Vec<(Vec<u8>, Vec<u8>)>; 4] = Default::default();
-        for section in &mut sections {
-            let count = take_u32(&mut rest)?;
-            for _ in 0..count {
-                let mut pair = [Vec::new(), Vec::new()];
-                for part in &mut pair {
-                    let len = take_u32(&mut rest)?;
-                    let (head, tail) = rest
-                        .split_at_checked(len)
-                        .ok_or(MalformedTransfer("truncated value"))?;
-                    *part = head.to_vec();
-                    rest = tail;
-                }
-                let [key, value] = pair;
-                section.push((key, value));
+/// Decodes a transfer.
+pub fn decode_transfer(bytes: &[u8]) -> Result<Exported, MalformedTransfer> {
+    let mut rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or(MalformedTransfer("bad magic"))?;
+    let take_u32 = |rest: &mut &[u8]| -> Result<usize, MalformedTransfer> {
+        let (head, tail) = rest
+            .split_at_checked(4)
+            .ok_or(MalformedTransfer("truncated length"))?;
+        *rest = tail;
+        Ok(u32::from_be_bytes(head.try_into().expect("four bytes")) as usize)
+    };
+    let mut sections: [Vec<(Vec<u8>, Vec<u8>)>; 3] = Default::default();
+    for section in &mut sections {
+        let count = take_u32(&mut rest)?;
+        for _ in 0..count {
+            let mut pair = [Vec::new(), Vec::new()];
+            for part in &mut pair {
+                let len = take_u32(&mut rest)?;
+                let (head, tail) = rest
+                    .split_at_checked(len)
+                    .ok_or(MalformedTransfer("truncated value"))?;
+                *part = head.to_vec();
+                rest = tail;
             }
+            let [key, value] = pair;
+            section.push((key, value));
         }
-        if !rest.is_empty() {
-            return Err(MalformedTransfer("trailing bytes"));
-        }
-        let [meta, data, request_ids, responses] = sections;
-        Ok(SessionTransfer {
-            meta,
-            data,
-            request_ids,
-            responses,
-        })
     }
+    if !rest.is_empty() {
+        return Err(MalformedTransfer("trailing bytes"));
+    }
+    let [meta, data, ids] = sections;
+    Ok(Exported { meta, data, ids })
 }
 
 #[cfg(test)]
@@ -165,31 +138,30 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let transfer = SessionTransfer {
-            meta: vec![(b"currentLocation".to_vec(), b"milan".to_vec())],
+        let transfer = Exported {
+            meta: vec![(b"prop".to_vec(), b"milan".to_vec())],
             data: vec![
                 (b"k".to_vec(), (0..=255u8).collect()),
                 (b"".to_vec(), b"".to_vec()),
             ],
-            request_ids: vec![(b"id".to_vec(), b"1700000000000".to_vec())],
-            responses: vec![],
+            ids: vec![(b"id".to_vec(), b"1700000000000".to_vec())],
         };
-        let bytes = transfer.encode();
-        assert_eq!(SessionTransfer::decode(&bytes).unwrap(), transfer);
-        assert!(SessionTransfer::decode(b"nope").is_err());
-        assert!(SessionTransfer::decode(&bytes[..bytes.len() - 1]).is_err());
+        let bytes = encode_transfer(&transfer);
+        assert_eq!(decode_transfer(&bytes).unwrap(), transfer);
+        assert!(decode_transfer(b"nope").is_err());
+        assert!(decode_transfer(&bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(SessionTransfer::decode(&longer).is_err());
+        assert!(decode_transfer(&longer).is_err());
     }
 
     #[test]
     fn a_large_session_costs_little_more_than_its_bytes() {
-        let mut transfer = SessionTransfer::default();
+        let mut transfer = Exported::default();
         transfer
             .data
             .push((b"file".to_vec(), vec![7u8; 10 * 1024 * 1024]));
-        let encoded = transfer.encode().len();
+        let encoded = encode_transfer(&transfer).len();
         assert!(encoded as f64 <= 1.1 * transfer.payload_bytes() as f64 + 64.0);
     }
 }

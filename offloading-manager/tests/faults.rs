@@ -105,6 +105,7 @@ async fn run(scenario: Scenario) {
         }
     }
 
+    cluster.assert_indexes_exact().await;
     // Every acknowledged write, on exactly one node.
     assert_eq!(
         cluster.holders("s"),
@@ -165,6 +166,7 @@ async fn run(scenario: Scenario) {
             "metadata on {node}: {meta:?}"
         );
     }
+    cluster.assert_indexes_exact().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

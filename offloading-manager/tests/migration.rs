@@ -116,6 +116,7 @@ async fn offload_one_level_then_past_a_rejecting_parent_then_onload_back() {
             .unwrap()
             .contains("no session available")
     );
+    cluster.assert_indexes_exact().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +127,7 @@ async fn the_memory_policy_offloads_least_recently_used_first_and_onloads_when_l
     let m1 = cluster.node("m1");
     // A megabyte each, so that one move is far above the measurement noise.
     for session in ["old", "new"] {
-        let keys = edge_sdk::store::SessionKeys::new(session);
+        let keys = edge_store::SessionKeys::new(session);
         let mut value = vec![b'b'];
         value.extend(vec![1u8; 1024 * 1024]);
         let _: () =
@@ -158,6 +159,7 @@ async fn the_memory_policy_offloads_least_recently_used_first_and_onloads_when_l
         .command("m1", &[("command", "offload-trigger")], &[])
         .await;
     assert_eq!(nothing.text().await.unwrap(), "0");
+    cluster.assert_indexes_exact().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +295,7 @@ async fn garbage_collection_by_expiration_and_forced_including_stubs() {
         );
     }
     assert!(cluster.holders("forced2").is_empty());
+    cluster.assert_indexes_exact().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,6 +525,7 @@ async fn the_node_token_is_required_and_bad_input_is_named() {
         )
         .await;
     assert_eq!(missing.status(), 404);
+    cluster.assert_indexes_exact().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,4 +586,5 @@ async fn a_dead_proprietary_node_costs_the_collector_bounded_retries_and_is_clea
         cluster.node("m1").meta("orphan").is_empty(),
         "the tracking record was left behind"
     );
+    cluster.assert_indexes_exact().await;
 }

@@ -2,7 +2,10 @@
 //!
 //! - [`RedisServer`]: a real `redis-server` on a free port, in memory,
 //!   killed on drop (never the machine's own server on 6379);
-//! - [`free_port`], [`tempdir`], [`wait_until`].
+//! - [`free_port`], [`tempdir`], [`wait_until`];
+//! - [`layout_v1`]: a node's Redis written as the previous release wrote it.
+
+pub mod layout_v1;
 
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;

@@ -97,7 +97,10 @@ impl Node {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let router = offloading_manager::api::router(Arc::clone(&manager));
+        // As the manager's process does: serve, and index the store meanwhile.
+        let upgrading = Arc::clone(&manager);
         let task = tokio::spawn(async move {
+            tokio::spawn(async move { upgrading.upgrade_store().await.unwrap() });
             let _ = axum::serve(listener, router).await;
         });
         self.routes
@@ -113,15 +116,40 @@ impl Node {
 
     /// The session's data field on this node, if any.
     pub fn counter(&self, session: &str) -> Option<u64> {
-        let keys = edge_sdk::store::SessionKeys::new(session);
+        let keys = edge_store::SessionKeys::new(session);
         let stored: Option<Vec<u8>> = self.connection().hget(keys.data, "counter").unwrap();
         stored.map(|v| std::str::from_utf8(&v[1..]).unwrap().parse().unwrap())
     }
 
+    /// The session's metadata on this node, under the thesis's names
+    /// (`currentLocation`, `proprietaryLocation`, `epoch`, `migration`);
+    /// empty if there is none.
     pub fn meta(&self, session: &str) -> HashMap<String, String> {
-        self.connection()
-            .hgetall(edge_sdk::store::SessionKeys::new(session).meta)
-            .unwrap()
+        use edge_store::layout::meta;
+        let stored: HashMap<String, String> = self
+            .connection()
+            .hgetall(edge_store::SessionKeys::new(session).meta)
+            .unwrap();
+        [
+            (meta::LOCATION, "currentLocation"),
+            (meta::PROPRIETARY, "proprietaryLocation"),
+            (meta::EPOCH, "epoch"),
+            (meta::FENCE, "migration"),
+        ]
+        .into_iter()
+        .filter_map(|(field, name)| Some((name.to_string(), stored.get(field)?.clone())))
+        .collect()
+    }
+
+    /// This node's store (whether its manager runs or not).
+    pub fn store(&self) -> edge_store::Store {
+        edge_store::Store::open(
+            &self.config.redis_url,
+            self.config.redis_password.as_deref(),
+            Duration::from_secs(5),
+            self.name.as_str(),
+        )
+        .unwrap()
     }
 
     pub fn set_config(&self, field: &str, value: &str) {
@@ -274,6 +302,19 @@ impl Cluster {
 
     pub fn node(&self, name: &str) -> &Node {
         self.nodes.iter().find(|n| n.name == name).unwrap()
+    }
+
+    /// Compares every node's indexes with a full scan of its sessions.
+    pub async fn assert_indexes_exact(&self) {
+        for node in &self.nodes {
+            let report = node.store().audit_indexes().await.unwrap();
+            assert!(
+                report.problems.is_empty(),
+                "the indexes of {} differ from its sessions: {:#?}",
+                node.name,
+                report.problems
+            );
+        }
     }
 
     /// A manager command on `node`, with the node token.

@@ -1,0 +1,291 @@
+//! Every name and format of the layout, defined once: key names, hash
+//! fields, value tags, lock tokens, fences and request-id records. The
+//! crate docs draw how they fit together; the scripts get these same
+//! constants through their prelude (see `lua.rs`), so no name is spelled
+//! twice.
+//!
+//! ```
+//! use edge_store::SessionKeys;
+//!
+//! let keys = SessionKeys::new("cart-42");
+//! assert_eq!(keys.meta, "edge:{cart-42}:meta");
+//! assert_eq!(SessionKeys::new("a}b").data, "edge:{a%7Db}:data");
+//! assert_eq!(SessionKeys::session_of(&SessionKeys::new("a}b").meta).as_deref(), Some("a}b"));
+//! ```
+
+/// The layout version this crate reads and writes; kept in
+/// [`LAYOUT_KEY`] once every session of the node is in it and indexed.
+pub const LAYOUT_VERSION: u32 = 2;
+/// The key holding the node's layout version.
+pub const LAYOUT_KEY: &str = "edge:layout";
+
+/// Fields of a session's metadata hash (`edge:{<session>}:meta`).
+pub mod meta {
+    /// The session's proprietary node: the first node its client reached.
+    pub const PROPRIETARY: &str = "prop";
+    /// The node that holds the session's data now, as this node knows it.
+    pub const LOCATION: &str = "loc";
+    /// Creation time, milliseconds since the Unix epoch.
+    pub const CREATED: &str = "created";
+    /// Time of the last committed blocking call (or of the creation), ms.
+    pub const ACCESSED: &str = "accessed";
+    /// Bumped by every migration.
+    pub const EPOCH: &str = "epoch";
+    /// Bumped by every commit (read-only calls check it between reads).
+    pub const VERSION: &str = "version";
+    /// An undecided migration: [`super::fence`]. Closes the session to writes.
+    pub const FENCE: &str = "fence";
+    /// Since when the fence is set, ms.
+    pub const FENCED_AT: &str = "fenced_at";
+    /// When the oldest recorded request id leaves the retention window
+    /// (plus a slack, so that trimming is rare), ms.
+    pub const TRIM_AT: &str = "trim_at";
+
+    /// The fields that travel with the session when it migrates; the others
+    /// (location, epoch, fence) are set by the migration itself.
+    pub const PORTABLE: [&str; 5] = [PROPRIETARY, CREATED, ACCESSED, VERSION, TRIM_AT];
+}
+
+/// The type tag that starts every stored value of the data hash.
+pub mod value_tag {
+    /// A UTF-8 string.
+    pub const STRING: u8 = b's';
+    /// Bytes.
+    pub const BYTES: u8 = b'b';
+    /// A list of strings, as a JSON array.
+    pub const LIST: u8 = b'l';
+}
+
+/// Lock tokens (`edge:{<session>}:lock`).
+pub mod lock {
+    /// Tokens of migrations start with this prefix; a call that finds one
+    /// is told that the session is being migrated.
+    pub const MIGRATION_PREFIX: &str = "migration:";
+
+    /// A fresh random token for a call's lock.
+    pub fn call_token() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// A fresh random token for a migration's lock.
+    pub fn migration_token() -> String {
+        format!("{MIGRATION_PREFIX}{}", uuid::Uuid::new_v4().simple())
+    }
+}
+
+/// The value of the [`meta::FENCE`] field: `out:<epoch>` at the source of
+/// a migration, `in:<epoch>:<source>` at its destination.
+pub mod fence {
+    /// Prefix of a source's fence.
+    pub const OUT: &str = "out:";
+    /// Prefix of a destination's fence.
+    pub const IN: &str = "in:";
+
+    /// An undecided migration, as a node's fence describes it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Fence {
+        /// Migrating away from this node with this epoch.
+        Out(u64),
+        /// A copy arriving from `source` with this epoch.
+        In(u64, String),
+    }
+
+    impl Fence {
+        /// Parses a fence field.
+        pub fn parse(text: &str) -> Option<Fence> {
+            if let Some(epoch) = text.strip_prefix(OUT) {
+                return epoch.parse().ok().map(Fence::Out);
+            }
+            let (epoch, source) = text.strip_prefix(IN)?.split_once(':')?;
+            Some(Fence::In(epoch.parse().ok()?, source.to_string()))
+        }
+
+        /// The migration's epoch.
+        pub fn epoch(&self) -> u64 {
+            match self {
+                Fence::Out(epoch) | Fence::In(epoch, _) => *epoch,
+            }
+        }
+    }
+
+    impl std::fmt::Display for Fence {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Fence::Out(epoch) => write!(f, "{OUT}{epoch}"),
+                Fence::In(epoch, source) => write!(f, "{IN}{epoch}:{source}"),
+            }
+        }
+    }
+}
+
+/// Node-wide keys: configuration and the indexes.
+pub mod node {
+    /// The node's configuration hash (thesis B.1 field names).
+    pub const CONFIG: &str = "edge:config";
+    /// Prefix of the per-proprietary-node LRU indexes: `edge:idx:lru:<P>`
+    /// holds the sessions held here whose proprietary node is `P`, scored
+    /// by their last access (ms).
+    pub const LRU_PREFIX: &str = "edge:idx:lru:";
+    /// The proprietary nodes that have a non-empty LRU index here.
+    pub const OWNERS: &str = "edge:idx:owners";
+    /// Sessions with an undecided migration here, scored by `fenced_at`.
+    pub const MIGRATING: &str = "edge:idx:migrating";
+    /// Metadata-only records (stubs), scored by when they became one or
+    /// were last found alive (ms).
+    pub const STUBS: &str = "edge:idx:stubs";
+
+    /// The LRU index of the sessions owned by `proprietary`.
+    pub fn lru(proprietary: &str) -> String {
+        format!("{LRU_PREFIX}{proprietary}")
+    }
+}
+
+/// Field names of the node's configuration hash [`node::CONFIG`], as the
+/// thesis (B.1) names them. Missing fields take the documented defaults.
+pub mod config {
+    /// `accept` or `reject`: whether this node accepts offloads.
+    pub const OFFLOADING: &str = "offloading";
+    /// Bytes of Redis memory above which the node offloads.
+    pub const OFFLOAD_TOP_THRESHOLD: &str = "offload_top_threshold";
+    /// Bytes of Redis memory down to which offloading goes on.
+    pub const OFFLOAD_BOTTOM_THRESHOLD: &str = "offload_bottom_threshold";
+    /// Bytes of Redis memory below which the node asks for an onload.
+    pub const ONLOAD_THRESHOLD: &str = "onload_threshold";
+    /// Seconds before a session lock expires.
+    pub const SESSIONS_LOCKS_EXPIRATION_TIME: &str = "sessions_locks_expiration_time";
+    /// Seconds of inactivity after which a session is collected.
+    pub const SESSIONS_DATA_EXPIRATION_TIME: &str = "sessions_data_expiration_time";
+}
+
+/// The keys of one session. Every key shares the hash tag `{<session>}`
+/// (with `%`, `{` and `}` percent-encoded so that the tag is always the
+/// whole, non-empty name), so that a Redis Cluster keeps them in one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKeys {
+    /// The session's name (the `X-session` header); the member of the
+    /// indexes.
+    pub name: String,
+    /// Metadata hash ([`meta`] fields).
+    pub meta: String,
+    /// Data hash: the session's values by key, each a [`value_tag`] byte
+    /// and the payload.
+    pub data: String,
+    /// Completed request ids: id → `<ms>` or `<ms> <retained response>`.
+    pub ids: String,
+    /// The lock: the holder's token, with a TTL.
+    pub lock: String,
+}
+
+impl SessionKeys {
+    /// The keys of session `session`.
+    pub fn new(session: &str) -> SessionKeys {
+        let mut tag = String::with_capacity(session.len() + 2);
+        for c in session.chars() {
+            match c {
+                '%' => tag.push_str("%25"),
+                '{' => tag.push_str("%7B"),
+                '}' => tag.push_str("%7D"),
+                c => tag.push(c),
+            }
+        }
+        let key = |suffix: &str| {
+            let mut key = String::with_capacity(tag.len() + 8 + suffix.len());
+            key.push_str("edge:{");
+            key.push_str(&tag);
+            key.push_str("}:");
+            key.push_str(suffix);
+            key
+        };
+        SessionKeys {
+            meta: key("meta"),
+            data: key("data"),
+            ids: key("ids"),
+            lock: key("lock"),
+            name: session.to_string(),
+        }
+    }
+
+    /// The `SCAN` pattern matching the metadata key of every session.
+    pub const META_PATTERN: &'static str = "edge:{*}:meta";
+
+    /// The session name a key of this layout belongs to.
+    pub fn session_of(key: &str) -> Option<String> {
+        let inner = key.strip_prefix("edge:{")?;
+        let end = inner.find('}')?;
+        let tag = &inner[..end];
+        let mut name = String::with_capacity(tag.len());
+        let mut rest = tag;
+        while let Some(i) = rest.find('%') {
+            name.push_str(&rest[..i]);
+            let code = rest.get(i + 1..i + 3)?;
+            name.push(match code {
+                "25" => '%',
+                "7B" => '{',
+                "7D" => '}',
+                _ => return None,
+            });
+            rest = &rest[i + 3..];
+        }
+        name.push_str(rest);
+        Some(name)
+    }
+}
+
+/// A request-id record, as the `ids` hash keeps it: the completion time,
+/// then, when the response was retained, a space and the response.
+pub fn id_record(now_ms: i64, retained: Option<&[u8]>) -> Vec<u8> {
+    let mut record = Vec::with_capacity(14 + retained.map_or(0, |r| r.len() + 1));
+    record.extend_from_slice(now_ms.to_string().as_bytes());
+    if let Some(retained) = retained {
+        record.push(b' ');
+        record.extend_from_slice(retained);
+    }
+    record
+}
+
+/// The retained response of a request-id record, if it has one.
+pub fn retained_of(mut record: Vec<u8>) -> Option<Vec<u8>> {
+    let space = record.iter().position(|&b| b == b' ')?;
+    record.drain(..=space);
+    Some(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_records_keep_the_response_byte_exact() {
+        let record = id_record(1_764_590_400_123, Some(b"200 text/plain\na b\0"));
+        assert_eq!(&record[..14], b"1764590400123 ");
+        assert_eq!(
+            retained_of(record).as_deref(),
+            Some(&b"200 text/plain\na b\0"[..])
+        );
+        assert_eq!(retained_of(id_record(5, None)), None);
+    }
+
+    #[test]
+    fn session_names_round_trip_through_their_tag() {
+        for name in ["plain", "a}b", "{x}", "100%", "%7D", "a:b"] {
+            let keys = SessionKeys::new(name);
+            for key in [&keys.meta, &keys.data, &keys.ids, &keys.lock] {
+                assert_eq!(SessionKeys::session_of(key).as_deref(), Some(name));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::fence::Fence;
+
+    #[test]
+    fn fences_parse_what_they_print() {
+        for fence in [Fence::Out(3), Fence::In(7, "milan".into())] {
+            assert_eq!(Fence::parse(&fence.to_string()), Some(fence));
+        }
+        assert_eq!(Fence::parse("sideways:1"), None);
+        assert_eq!(Fence::parse("in:x:milan"), None);
+    }
+}

@@ -1,0 +1,502 @@
+//! The steps of a migration at each participant, each one atomic script on
+//! that node's Redis, each keeping the indexes exact. The manager's crate
+//! docs describe the protocol that strings them together.
+//!
+//! - [`Store::fence_out`] (source): takes the lock with a migration token
+//!   and sets the fence `out:<E>`, which closes the session to writes until
+//!   the migration is decided, even if the lock expires; reads go on. The
+//!   session leaves the LRU index for the `migrating` one. It answers the
+//!   bytes the session takes, for the memory policy's account.
+//! - [`Store::export`] (source): the whole session, only while fenced `out:<E>`.
+//! - [`Store::import`] (destination): the copy, under the destination's
+//!   lock and the fence `in:<E>:<source>`; its location still names the
+//!   source, so calls there are sent to the source until the decision.
+//! - [`Store::compare_and_set_location`] (proprietary node): the decision,
+//!   moving the recorded location from `<expected>@E-1` to `<new>@E` only
+//!   if nothing else did.
+//! - [`Store::activate`] (destination, after a commit): the copy becomes
+//!   the session, held here.
+//! - [`Store::finalize`] (source, after a commit): the data goes; a stub
+//!   pointing at the new node stays.
+//! - [`Store::abort_out`] / [`Store::drop_in`] (after an abort): the source
+//!   holds the session again; the destination's copy goes, leaving a stub.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Value;
+
+pub use crate::layout::fence::Fence;
+use crate::layout::{SessionKeys, meta};
+use crate::lua::{ARGS, FENCES, INDEX, LEGACY, Lua, MIGRATION_LOCK};
+use crate::{Error, Result, Store, int, text};
+
+static FENCE_OUT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[INDEX, LEGACY, FENCES],
+        r#"
+-- KEYS: meta, lock, data, ids; ARGV: node, session, token, ttl_ms, now_ms
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_EPOCH, F_PROP, F_CREATED, F_ACCESSED)
+if not m[1] then absent(KEYS[1]) return {'unknown'} end
+if m[1] ~= ARGV[1] then return {'elsewhere', m[1]} end
+if m[2] then return {'busy', 'being migrated'} end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'busy', 'locked'} end
+local epoch = (tonumber(m[3]) or 0) + 1
+redis.call('HSET', KEYS[1], F_FENCE, out_fence(epoch), F_FENCED_AT, ARGV[5])
+unheld(ARGV[2], m[4])
+migrating(ARGV[2], ARGV[5])
+local bytes = 0
+for _, key in ipairs({KEYS[1], KEYS[3], KEYS[4]}) do
+  bytes = bytes + (redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') or 0)
+end
+return {'ok', epoch, m[4], m[5] or 0, m[6] or 0, bytes}
+"#,
+    )
+});
+
+static EXPORT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[FENCES],
+        r#"
+-- KEYS: meta, data, ids; ARGV: epoch, then the portable metadata fields
+if redis.call('HGET', KEYS[1], F_FENCE) ~= out_fence(ARGV[1]) then return false end
+return {redis.call('HMGET', KEYS[1], unpack(ARGV, 2)), redis.call('HGETALL', KEYS[2]),
+  redis.call('HGETALL', KEYS[3])}
+"#,
+    )
+});
+
+static IMPORT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[INDEX, LEGACY, FENCES, ARGS],
+        r#"
+-- KEYS: meta, data, ids, lock
+-- ARGV: node, session, token, ttl_ms, source, epoch, now_ms, n_meta, n_data,
+--       then the (field, value) pairs of the metadata, the data and the ids
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[3] then return {'busy'} end
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE)
+if not m[1] then absent(KEYS[1]) end
+local incoming = in_fence(ARGV[6], ARGV[5])
+if m[1] == ARGV[1] and not m[2] then return {'conflict', 'this node already holds the session'} end
+if m[2] and m[2] ~= incoming then return {'busy'} end
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local meta_end = 9 + 2 * tonumber(ARGV[8])
+local data_end = meta_end + 2 * tonumber(ARGV[9])
+hset_args(KEYS[1], 10, meta_end)
+hset_args(KEYS[2], meta_end + 1, data_end)
+hset_args(KEYS[3], data_end + 1, #ARGV)
+-- Until the decision, the session's location is still its source.
+redis.call('HSET', KEYS[1], F_LOC, ARGV[5], F_EPOCH, tonumber(ARGV[6]) - 1, F_FENCE, incoming,
+  F_FENCED_AT, ARGV[7])
+unstub(ARGV[2])
+migrating(ARGV[2], ARGV[7])
+return {'ok'}
+"#,
+    )
+});
+
+static COMPARE_AND_SET: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[LEGACY],
+        r#"
+-- KEYS: meta; ARGV: node, session, expected_location, expected_epoch, new_location, new_epoch, now_ms
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_EPOCH, F_FENCE)
+if not m[1] then absent(KEYS[1]) return {'unknown'} end
+local epoch = tonumber(m[2]) or 0
+if m[1] == ARGV[3] and epoch == tonumber(ARGV[4]) then
+  -- A session held here, unfenced, only moves by a migration that fenced it.
+  if m[1] == ARGV[1] and not m[3] and ARGV[5] ~= ARGV[1] then
+    return {'conflict', m[1], tostring(epoch)}
+  end
+  redis.call('HSET', KEYS[1], F_LOC, ARGV[5], F_EPOCH, ARGV[6])
+  -- The session is alive: its tracking record here is not checked again for a while.
+  if not m[3] then redis.call('ZADD', IDX_STUBS, 'XX', ARGV[7], ARGV[2]) end
+  return {'ok', ARGV[5], ARGV[6]}
+end
+if m[1] == ARGV[5] and epoch == tonumber(ARGV[6]) then return {'ok', m[1], tostring(epoch)} end
+return {'conflict', m[1], tostring(epoch)}
+"#,
+    )
+});
+
+static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[INDEX, FENCES, MIGRATION_LOCK],
+        r#"
+-- KEYS: meta, lock; ARGV: node, session, epoch
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_PROP, F_ACCESSED)
+if is_in_fence(m[1], ARGV[3]) then
+  redis.call('HSET', KEYS[1], F_LOC, ARGV[1], F_EPOCH, ARGV[3])
+  redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
+  drop_migration_lock(KEYS[2])
+  settled(ARGV[2])
+  held(ARGV[2], m[4], m[5] or 0)
+  return 'ok'
+end
+if not m[1] and m[2] == ARGV[1] and (tonumber(m[3]) or 0) >= tonumber(ARGV[3]) then return 'ok' end
+return 'conflict'
+"#,
+    )
+});
+
+static FINALIZE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[INDEX, FENCES, MIGRATION_LOCK],
+        r#"
+-- KEYS: meta, data, ids, lock; ARGV: session, epoch, new_location, now_ms
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH)
+if m[1] == out_fence(ARGV[2]) then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], F_LOC, ARGV[3], F_EPOCH, ARGV[2])
+  redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
+  drop_migration_lock(KEYS[4])
+  settled(ARGV[1])
+  stub(ARGV[1], ARGV[4])
+  return 'ok'
+end
+if not m[1] and m[2] == ARGV[3] and (tonumber(m[3]) or 0) >= tonumber(ARGV[2]) then return 'ok' end
+return 'conflict'
+"#,
+    )
+});
+
+static ABORT_OUT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[INDEX, FENCES, MIGRATION_LOCK],
+        r#"
+-- KEYS: meta, lock; ARGV: session, epoch
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_PROP, F_ACCESSED)
+if m[1] ~= out_fence(ARGV[2]) then return 'conflict' end
+redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
+redis.call('HSET', KEYS[1], F_EPOCH, ARGV[2])
+drop_migration_lock(KEYS[2])
+settled(ARGV[1])
+held(ARGV[1], m[2], m[3] or 0)
+return 'ok'
+"#,
+    )
+});
+
+static DROP_IN: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[INDEX, FENCES, MIGRATION_LOCK],
+        r#"
+-- KEYS: meta, data, ids, lock; ARGV: session, epoch, now_ms
+if not is_in_fence(redis.call('HGET', KEYS[1], F_FENCE), ARGV[2]) then return 'conflict' end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
+drop_migration_lock(KEYS[4])
+settled(ARGV[1])
+stub(ARGV[1], ARGV[3])
+return 'ok'
+"#,
+    )
+});
+
+/// What [`Store::fence_out`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceOutcome {
+    /// Locked and fenced.
+    Fenced(Fenced),
+    /// No such session here.
+    Unknown,
+    /// The session lives on that other node.
+    Elsewhere(String),
+    /// Locked by a call or already being migrated (the reason).
+    Busy(&'static str),
+}
+
+/// A session fenced for migrating away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    /// The migration's epoch (the session's, plus one).
+    pub epoch: u64,
+    /// The session's proprietary node.
+    pub proprietary: String,
+    /// Creation time, ms.
+    pub created_ms: i64,
+    /// Last access, ms.
+    pub accessed_ms: i64,
+    /// Bytes of Redis memory the session's keys take.
+    pub bytes: u64,
+}
+
+/// A whole session, as its holder exports it: the portable metadata, the
+/// data and the request ids, as field/value pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exported {
+    /// Portable metadata fields.
+    pub meta: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The data hash (tagged values).
+    pub data: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The request-id records.
+    pub ids: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Exported {
+    /// The bytes of every field name and value.
+    pub fn payload_bytes(&self) -> usize {
+        [&self.meta, &self.data, &self.ids]
+            .iter()
+            .flat_map(|section| section.iter())
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+}
+
+/// What [`Store::import`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// The fenced copy is stored.
+    Stored,
+    /// The session is locked or fenced here by something else.
+    Busy,
+    /// The import does not fit the session's state here (why).
+    Conflict(String),
+}
+
+/// The decision at the proprietary node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The record now says (or already said) this location and epoch.
+    Done(String, u64),
+    /// No such session here.
+    Unknown,
+    /// Something else won: the record says this location and epoch.
+    Conflict(String, u64),
+}
+
+fn pairs(value: Option<Value>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        let bytes = |v: Value| match v {
+            Value::BulkString(bytes) => bytes,
+            other => text(Some(&other)).into_bytes(),
+        };
+        out.push((bytes(key), bytes(value)));
+    }
+    out
+}
+
+impl Store {
+    /// Locks and fences `session` for migrating away from this node, with
+    /// the migration lock `token` (see `layout::lock::migration_token`).
+    pub async fn fence_out(
+        &self,
+        session: &str,
+        token: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<FenceOutcome> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = FENCE_OUT.cmd(4);
+        cmd.arg(&keys.meta)
+            .arg(&keys.lock)
+            .arg(&keys.data)
+            .arg(&keys.ids)
+            .arg(&*self.node)
+            .arg(session)
+            .arg(token)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(now_ms);
+        let reply: Vec<Value> = self.eval_session(&FENCE_OUT, session, &cmd).await?;
+        Ok(match text(reply.first()).as_str() {
+            "ok" => FenceOutcome::Fenced(Fenced {
+                epoch: int(reply.get(1)) as u64,
+                proprietary: text(reply.get(2)),
+                created_ms: int(reply.get(3)),
+                accessed_ms: int(reply.get(4)),
+                bytes: int(reply.get(5)).max(0) as u64,
+            }),
+            "unknown" => FenceOutcome::Unknown,
+            "elsewhere" => FenceOutcome::Elsewhere(text(reply.get(1))),
+            "busy" if text(reply.get(1)) == "locked" => FenceOutcome::Busy("locked by a call"),
+            "busy" => FenceOutcome::Busy("being migrated"),
+            other => return Err(Error::Reply(format!("fence answered {other:?}"))),
+        })
+    }
+
+    /// The whole session, if it is fenced here for migration `epoch`.
+    pub async fn export(&self, session: &str, epoch: u64) -> Result<Option<Exported>> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = EXPORT.cmd(3);
+        cmd.arg(&keys.meta)
+            .arg(&keys.data)
+            .arg(&keys.ids)
+            .arg(epoch);
+        for field in meta::PORTABLE {
+            cmd.arg(field);
+        }
+        let reply: Value = self.eval(&EXPORT, &cmd).await?;
+        let Value::Array(sections) = reply else {
+            return Ok(None);
+        };
+        let mut sections = sections.into_iter();
+        let meta = match sections.next() {
+            Some(Value::Array(values)) => meta::PORTABLE
+                .iter()
+                .zip(values)
+                .filter_map(|(field, value)| match value {
+                    Value::Nil => None,
+                    other => Some((field.as_bytes().to_vec(), text(Some(&other)).into_bytes())),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(Exported {
+            meta,
+            data: pairs(sections.next()),
+            ids: pairs(sections.next()),
+        }))
+    }
+
+    /// Stores `exported` as the fenced copy of migration `epoch` from
+    /// `source`, under the migration lock `token`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn import(
+        &self,
+        session: &str,
+        token: &str,
+        ttl: Duration,
+        source: &str,
+        epoch: u64,
+        now_ms: i64,
+        exported: &Exported,
+    ) -> Result<ImportOutcome> {
+        let keys = SessionKeys::new(session);
+        // Only the portable fields are taken from the source.
+        let portable: Vec<&(Vec<u8>, Vec<u8>)> = exported
+            .meta
+            .iter()
+            .filter(|(field, _)| meta::PORTABLE.iter().any(|p| p.as_bytes() == &field[..]))
+            .collect();
+        let mut cmd = IMPORT.cmd(4);
+        cmd.arg(&keys.meta)
+            .arg(&keys.data)
+            .arg(&keys.ids)
+            .arg(&keys.lock)
+            .arg(&*self.node)
+            .arg(session)
+            .arg(token)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(source)
+            .arg(epoch)
+            .arg(now_ms)
+            .arg(portable.len())
+            .arg(exported.data.len());
+        for (field, value) in portable
+            .into_iter()
+            .chain(&exported.data)
+            .chain(&exported.ids)
+        {
+            cmd.arg(field.as_slice()).arg(value.as_slice());
+        }
+        let reply: Vec<Value> = self.eval_session(&IMPORT, session, &cmd).await?;
+        Ok(match text(reply.first()).as_str() {
+            "ok" => ImportOutcome::Stored,
+            "conflict" => ImportOutcome::Conflict(text(reply.get(1))),
+            _ => ImportOutcome::Busy,
+        })
+    }
+
+    /// The decision at the proprietary node: moves the session's recorded
+    /// location from `expected`@`expected_epoch` to `new`@`new_epoch`.
+    pub async fn compare_and_set_location(
+        &self,
+        session: &str,
+        (expected, expected_epoch): (&str, u64),
+        (new, new_epoch): (&str, u64),
+        now_ms: i64,
+    ) -> Result<CasOutcome> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = COMPARE_AND_SET.cmd(1);
+        cmd.arg(&keys.meta)
+            .arg(&*self.node)
+            .arg(session)
+            .arg(expected)
+            .arg(expected_epoch)
+            .arg(new)
+            .arg(new_epoch)
+            .arg(now_ms);
+        let reply: Vec<Value> = self.eval_session(&COMPARE_AND_SET, session, &cmd).await?;
+        let location = text(reply.get(1));
+        let epoch = int(reply.get(2)).max(0) as u64;
+        Ok(match text(reply.first()).as_str() {
+            "ok" => CasOutcome::Done(location, epoch),
+            "unknown" => CasOutcome::Unknown,
+            _ => CasOutcome::Conflict(location, epoch),
+        })
+    }
+
+    /// The copy of migration `epoch` becomes the session, held here.
+    /// Returns false if there is no such copy (and the session is not
+    /// already held here at that epoch).
+    pub async fn activate(&self, session: &str, epoch: u64) -> Result<bool> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = ACTIVATE.cmd(2);
+        cmd.arg(&keys.meta)
+            .arg(&keys.lock)
+            .arg(&*self.node)
+            .arg(session)
+            .arg(epoch);
+        let reply: String = self.eval(&ACTIVATE, &cmd).await?;
+        Ok(reply == "ok")
+    }
+
+    /// After a commit: the source deletes its data and keeps a stub
+    /// pointing at `new_location`. Returns false if the session is not
+    /// migrating out with `epoch` (and was not already finalized so).
+    pub async fn finalize(
+        &self,
+        session: &str,
+        epoch: u64,
+        new_location: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = FINALIZE.cmd(4);
+        cmd.arg(&keys.meta)
+            .arg(&keys.data)
+            .arg(&keys.ids)
+            .arg(&keys.lock)
+            .arg(session)
+            .arg(epoch)
+            .arg(new_location)
+            .arg(now_ms);
+        let reply: String = self.eval(&FINALIZE, &cmd).await?;
+        Ok(reply == "ok")
+    }
+
+    /// After an abort: the source reopens the session, at the epoch its
+    /// claim took. Returns false if it is not migrating out with `epoch`.
+    pub async fn abort_out(&self, session: &str, epoch: u64) -> Result<bool> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = ABORT_OUT.cmd(2);
+        cmd.arg(&keys.meta).arg(&keys.lock).arg(session).arg(epoch);
+        let reply: String = self.eval(&ABORT_OUT, &cmd).await?;
+        Ok(reply == "ok")
+    }
+
+    /// After an abort: the destination drops its copy; its metadata, which
+    /// points at the source, stays as a stub. Returns false if there is no
+    /// copy of migration `epoch` here.
+    pub async fn drop_in(&self, session: &str, epoch: u64, now_ms: i64) -> Result<bool> {
+        let keys = SessionKeys::new(session);
+        let mut cmd = DROP_IN.cmd(4);
+        cmd.arg(&keys.meta)
+            .arg(&keys.data)
+            .arg(&keys.ids)
+            .arg(&keys.lock)
+            .arg(session)
+            .arg(epoch)
+            .arg(now_ms);
+        let reply: String = self.eval(&DROP_IN, &cmd).await?;
+        Ok(reply == "ok")
+    }
+}

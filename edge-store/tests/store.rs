@@ -1,0 +1,438 @@
+//! The store against real redis-servers: every step that changes a
+//! session's state keeps the indexes exact (the audit compares them with a
+//! full scan after each), the audit finds what is wrong and a rebuild
+//! repairs it, request ids are trimmed at their bounds, and a node written
+//! by the previous release is converted and indexed while it is used.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use edge_store::layout::{lock, meta, node};
+use edge_store::{
+    Begin, CasOutcome, CommitRecord, Fence, FenceOutcome, IdRetention, ImportOutcome, SessionKeys,
+    Store,
+};
+use redis::Commands;
+use test_support::{RedisServer, layout_v1};
+
+const T0: i64 = 1_764_590_400_000;
+const RETENTION: IdRetention = IdRetention {
+    window: Duration::from_secs(86_400),
+    max_ids: 1000,
+};
+
+fn store(redis: &RedisServer, node: &str) -> Store {
+    Store::open(&redis.url(), None, Duration::from_secs(5), node).unwrap()
+}
+
+async fn assert_exact(store: &Store) {
+    let report = store.audit_indexes().await.unwrap();
+    assert!(
+        report.problems.is_empty(),
+        "{}: {:#?}",
+        store.node(),
+        report.problems
+    );
+}
+
+/// A blocking call that writes `value` under `key`, at `now_ms`.
+async fn call(store: &Store, session: &str, value: &[u8], now_ms: i64) -> bool {
+    let keys = SessionKeys::new(session);
+    let token = lock::call_token();
+    let id = uuid::Uuid::new_v4().to_string();
+    let proprietary = match store
+        .begin(&keys, &token, Duration::from_secs(30), &id, now_ms)
+        .await
+        .unwrap()
+    {
+        Begin::Acquired { proprietary } => proprietary,
+        other => panic!("{session}: {other:?}"),
+    };
+    store
+        .commit(
+            &keys,
+            &token,
+            &proprietary,
+            &[("key", Some(value))],
+            CommitRecord {
+                request_id: &id,
+                now_ms,
+                retained: Some(b"200 text/plain\nok"),
+            },
+            RETENTION,
+        )
+        .await
+        .unwrap()
+}
+
+async fn fence(store: &Store, session: &str, now_ms: i64) -> u64 {
+    match store
+        .fence_out(
+            session,
+            &lock::migration_token(),
+            Duration::from_secs(60),
+            now_ms,
+        )
+        .await
+        .unwrap()
+    {
+        FenceOutcome::Fenced(fenced) => {
+            assert!(fenced.bytes > 100, "{session} takes {} bytes", fenced.bytes);
+            fenced.epoch
+        }
+        other => panic!("{session}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_step_keeps_the_indexes_exact() {
+    let (milan_redis, cloud_redis) = (RedisServer::start(), RedisServer::start());
+    let (milan, cloud) = (store(&milan_redis, "milan"), store(&cloud_redis, "cloud"));
+    for (i, session) in ["s1", "s2", "s3"].into_iter().enumerate() {
+        assert!(call(&milan, session, b"sv", T0 + i as i64).await);
+    }
+    assert_exact(&milan).await;
+    let lru = milan
+        .least_recently_used(&HashSet::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((lru.session.as_str(), lru.accessed_ms), ("s1", T0));
+    let skip = HashSet::from(["s1".to_string()]);
+    assert_eq!(
+        milan
+            .least_recently_used(&skip)
+            .await
+            .unwrap()
+            .unwrap()
+            .session,
+        "s2"
+    );
+    let recent: Vec<String> = milan
+        .most_recently_used(&["milan".into()], 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.session)
+        .collect();
+    assert_eq!(recent, ["s3", "s2"]);
+    // A commit moves the session to the young end.
+    assert!(call(&milan, "s1", b"sv2", T0 + 10).await);
+    assert_eq!(
+        milan
+            .least_recently_used(&HashSet::new())
+            .await
+            .unwrap()
+            .unwrap()
+            .session,
+        "s2"
+    );
+
+    // A whole offload of s1: fence, export, import, decision, activation, deletion.
+    let epoch = fence(&milan, "s1", T0 + 20).await;
+    assert_exact(&milan).await;
+    assert_eq!(milan.index_sizes().await.unwrap(), (2, 1, 0));
+    let exported = milan.export("s1", epoch).await.unwrap().unwrap();
+    assert_eq!(milan.export("s1", epoch + 1).await.unwrap(), None);
+    let stored = cloud
+        .import(
+            "s1",
+            &lock::migration_token(),
+            Duration::from_secs(60),
+            "milan",
+            epoch,
+            T0 + 21,
+            &exported,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, ImportOutcome::Stored);
+    assert_exact(&cloud).await;
+    assert_eq!(cloud.index_sizes().await.unwrap(), (0, 1, 0));
+    let decided = milan
+        .compare_and_set_location("s1", ("milan", epoch - 1), ("cloud", epoch), T0 + 22)
+        .await
+        .unwrap();
+    assert_eq!(decided, CasOutcome::Done("cloud".into(), epoch));
+    assert!(cloud.activate("s1", epoch).await.unwrap());
+    assert!(milan.finalize("s1", epoch, "cloud", T0 + 23).await.unwrap());
+    assert_exact(&milan).await;
+    assert_exact(&cloud).await;
+    assert_eq!(milan.index_sizes().await.unwrap(), (2, 0, 1));
+    assert_eq!(cloud.index_sizes().await.unwrap(), (1, 0, 0));
+    // At the cloud it is held under its proprietary node, at its own last access.
+    let moved = cloud.meta("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (moved.proprietary.as_str(), moved.accessed_ms),
+        ("milan", T0 + 10)
+    );
+    assert_eq!(cloud.owners().await.unwrap(), ["milan"]);
+
+    // An aborted migration: the source holds the session again.
+    let epoch = fence(&milan, "s2", T0 + 30).await;
+    assert!(milan.abort_out("s2", epoch).await.unwrap());
+    assert_exact(&milan).await;
+    assert_eq!(milan.meta("s2").await.unwrap().unwrap().epoch, epoch);
+    // A dropped copy at the destination leaves a stub there.
+    let epoch = fence(&milan, "s3", T0 + 40).await;
+    let exported = milan.export("s3", epoch).await.unwrap().unwrap();
+    cloud
+        .import(
+            "s3",
+            &lock::migration_token(),
+            Duration::from_secs(60),
+            "milan",
+            epoch,
+            T0 + 41,
+            &exported,
+        )
+        .await
+        .unwrap();
+    assert!(cloud.drop_in("s3", epoch, T0 + 42).await.unwrap());
+    assert!(milan.abort_out("s3", epoch).await.unwrap());
+    assert_exact(&milan).await;
+    assert_exact(&cloud).await;
+    assert_eq!(cloud.index_sizes().await.unwrap(), (1, 0, 1));
+
+    // Collection: a locked session is spared, an idle one goes.
+    let keys = SessionKeys::new("s2");
+    let token = lock::call_token();
+    let id = uuid::Uuid::new_v4().to_string();
+    assert!(matches!(
+        milan
+            .begin(&keys, &token, Duration::from_secs(30), &id, T0 + 50)
+            .await
+            .unwrap(),
+        Begin::Acquired { .. }
+    ));
+    let idle = milan.idle_since("milan", T0 + 100, 0, 10).await.unwrap();
+    assert_eq!(idle, ["s2", "s3"]);
+    let collected = milan.collect_if_expired(&idle, T0 + 100).await.unwrap();
+    assert_eq!(collected, [None, Some("milan".to_string())]);
+    assert!(milan.release(&keys, &token).await.unwrap());
+    assert_eq!(
+        milan
+            .collect_if_expired(&["s2".into()], T0 + 100)
+            .await
+            .unwrap(),
+        [Some("milan".to_string())]
+    );
+    assert_exact(&milan).await;
+    // Stubs and forced deletion.
+    assert_eq!(milan.stubs_due(T0 + 100, 0, 10).await.unwrap(), ["s1"]);
+    assert!(milan.delete_stub("s1").await.unwrap());
+    assert!(cloud.delete_stub("s3").await.unwrap());
+    assert!(cloud.delete_session("s1").await.unwrap());
+    assert!(!cloud.delete_session("s1").await.unwrap());
+    for store in [&milan, &cloud] {
+        assert_exact(store).await;
+        assert_eq!(store.index_sizes().await.unwrap(), (0, 0, 0));
+        assert!(store.owners().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_audit_finds_what_is_wrong_and_a_rebuild_repairs_it() {
+    let redis = RedisServer::start();
+    let milan = store(&redis, "milan");
+    for i in 0..20 {
+        assert!(call(&milan, &format!("s{i}"), b"sv", T0 + i).await);
+    }
+    fence(&milan, "s0", T0 + 100).await;
+    assert_exact(&milan).await;
+    let mut connection = redis.connection();
+    let lru = node::lru("milan");
+    let _: () = connection.zrem(&lru, "s5").unwrap();
+    let _: () = connection.zadd(&lru, "s6", 1).unwrap();
+    let _: () = connection.zadd(node::STUBS, "ghost", 1).unwrap();
+    let _: () = connection.zadd(node::MIGRATING, "s7", 1).unwrap();
+    let _: () = connection.zadd(node::lru("rome"), "s8", 1).unwrap();
+    let problems = milan.audit_indexes().await.unwrap().problems;
+    for expected in [
+        "s5: missing",
+        "s6: scored 1",
+        "ghost: stray",
+        "s7: wrongly in",
+        "s8: stray entry of edge:idx:lru:rome",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected:?} not reported in {problems:#?}"
+        );
+    }
+    let report = milan.rebuild_indexes(7, T0 + 200).await.unwrap();
+    assert_eq!(report.sessions, 20);
+    // s7 is taken out of `migrating` when it is re-indexed; ghost (no
+    // session) and s8 (in another node's index) are found by the walk of
+    // the indexes.
+    assert_eq!(report.stale_entries, 2);
+    assert_exact(&milan).await;
+    assert_eq!(milan.owners().await.unwrap(), ["milan"]);
+}
+
+#[tokio::test]
+async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
+    let redis = RedisServer::start();
+    let milan = store(&redis, "milan");
+    let keys = SessionKeys::new("busy");
+    let commit = |id: String, now_ms: i64, retention: IdRetention| {
+        let milan = milan.clone();
+        let keys = keys.clone();
+        async move {
+            let token = lock::call_token();
+            let Begin::Acquired { proprietary } = milan
+                .begin(&keys, &token, Duration::from_secs(30), &id, now_ms)
+                .await
+                .unwrap()
+            else {
+                panic!("not acquired");
+            };
+            assert!(
+                milan
+                    .commit(
+                        &keys,
+                        &token,
+                        &proprietary,
+                        &[],
+                        CommitRecord {
+                            request_id: &id,
+                            now_ms,
+                            retained: None
+                        },
+                        retention
+                    )
+                    .await
+                    .unwrap()
+            );
+        }
+    };
+    let ids = |redis: &RedisServer| -> usize { redis.connection().hlen(&keys.ids).unwrap() };
+    let by_count = IdRetention {
+        window: Duration::from_secs(3600),
+        max_ids: 16,
+    };
+    for i in 0..16 {
+        commit(format!("id-{i}"), T0 + i, by_count).await;
+    }
+    assert_eq!(ids(&redis), 16);
+    // Over the bound: down to seven eighths of it, the oldest first.
+    commit("id-16".into(), T0 + 16, by_count).await;
+    assert_eq!(ids(&redis), 14);
+    let kept: bool = redis.connection().hexists(&keys.ids, "id-2").unwrap();
+    assert!(!kept);
+    let kept: bool = redis.connection().hexists(&keys.ids, "id-3").unwrap();
+    assert!(kept);
+    // By age: kept for the window, trimmed once past it by an eighth.
+    let by_age = IdRetention {
+        window: Duration::from_millis(800),
+        max_ids: 1000,
+    };
+    let trim_at: i64 = redis.connection().hget(&keys.meta, meta::TRIM_AT).unwrap();
+    // Rescheduled by the count trim: from the oldest kept id, plus the window
+    // and an eighth of it.
+    assert_eq!(trim_at, T0 + 3 + 3600 * 1000 + 450 * 1000);
+    commit("late".into(), trim_at, by_age).await;
+    assert_eq!(ids(&redis), 1, "every id older than the window went");
+    let trim_at: i64 = redis.connection().hget(&keys.meta, meta::TRIM_AT).unwrap();
+    commit("later".into(), trim_at - 1, by_age).await;
+    assert_eq!(ids(&redis), 2, "not due yet: nothing trimmed");
+}
+
+#[tokio::test]
+async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
+    let redis = RedisServer::start();
+    let mut connection = redis.connection();
+    let at = layout_v1::now_ms() - 60_000;
+    for i in 0..40 {
+        for call in 0..3 {
+            let id = format!("00000000-0000-4000-8000-{:012}", i * 10 + call);
+            let answer = layout_v1::blocking_call(
+                &mut connection,
+                "milan",
+                &format!("old-{i}"),
+                &id,
+                &[("cart", b"s[\"apple\"]"), ("photo", &[b'b', 0, 1, 2])],
+                Some(b"200 text/plain\nadded"),
+                at + i * 10 + call,
+            );
+            assert_eq!(answer, "acquired");
+        }
+    }
+    // A migration left undecided, and a stub of a session that moved on.
+    let fenced_epoch = layout_v1::fence_out(&mut connection, "milan", "old-38", at + 500);
+    let moved_epoch = layout_v1::fence_out(&mut connection, "milan", "old-39", at + 501);
+    layout_v1::finalize(&mut connection, "old-39", moved_epoch, "italy");
+
+    let milan = store(&redis, "milan");
+    assert_eq!(milan.layout_version().await.unwrap(), None);
+    // Served before the upgrade ran: a repeated request id replays its answer…
+    let keys = SessionKeys::new("old-0");
+    let repeat = milan
+        .begin(
+            &keys,
+            &lock::call_token(),
+            Duration::from_secs(30),
+            "00000000-0000-4000-8000-000000000001",
+            layout_v1::now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        repeat,
+        Begin::Completed(Some(b"200 text/plain\nadded".to_vec()))
+    );
+    // …a new call commits on the converted session…
+    assert!(call(&milan, "old-1", b"snew", layout_v1::now_ms()).await);
+    // …and a read-only call finds the session.
+    let located = milan
+        .locate_for_read(&SessionKeys::new("old-2"))
+        .await
+        .unwrap();
+    assert_eq!(located.location.as_deref(), Some("milan"));
+
+    let report = milan.upgrade(16).await.unwrap();
+    assert_eq!((report.sessions, report.converted), (40, 37));
+    assert_eq!(milan.layout_version().await.unwrap(), Some(2));
+    assert!(milan.upgrade(16).await.unwrap().already_current);
+    assert_exact(&milan).await;
+    assert_eq!(milan.index_sizes().await.unwrap(), (38, 1, 1));
+
+    let old = milan.meta("old-7").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            old.proprietary.as_str(),
+            old.location.as_str(),
+            old.created_ms,
+            old.accessed_ms,
+            old.version
+        ),
+        ("milan", "milan", at + 70, at + 72, 3)
+    );
+    let data = milan.data("old-7").await.unwrap();
+    assert_eq!(data.len(), 2);
+    assert!(data.contains(&("photo".to_string(), vec![b'b', 0, 1, 2])));
+    let fenced = milan.meta("old-38").await.unwrap().unwrap();
+    assert_eq!(fenced.fence, Some(Fence::Out(fenced_epoch)));
+    assert_eq!(fenced.fenced_at_ms, at + 500);
+    let stub = milan.meta("old-39").await.unwrap().unwrap();
+    assert_eq!((stub.location.as_str(), stub.has_data), ("italy", false));
+    // Nothing of the old layout is left.
+    let leftovers: Vec<String> = connection.keys("edge:{*}:re*").unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The converted ids keep at-most-once: each replays its answer.
+    let keys = SessionKeys::new("old-20");
+    let repeat = milan
+        .begin(
+            &keys,
+            &lock::call_token(),
+            Duration::from_secs(30),
+            "00000000-0000-4000-8000-000000000202",
+            layout_v1::now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        repeat,
+        Begin::Completed(Some(b"200 text/plain\nadded".to_vec()))
+    );
+}

@@ -16,7 +16,7 @@ const TOKEN: &str = "the-shared-node-token-0123456789";
 /// italy → milan{m1,m2}, rome{r1,r2}, turin{t1}; each node on its own
 /// fake gateway unless `gateway` says otherwise.
 struct Italy {
-    dir: std::path::PathBuf,
+    dir: test_support::TempDir,
     hierarchy: std::path::PathBuf,
     gateways: std::collections::BTreeMap<&'static str, FakeGateway>,
 }

@@ -16,8 +16,8 @@
 //! | `exec_timeout` | `30s` | the function's timeout; the default lock TTL |
 //! | `EDGE_MAX_BODY_BYTES` | `33554432` (32 MiB) | larger request bodies get 413 |
 //! | `EDGE_REPLAY_MAX_BYTES` | `65536` | largest response body kept for a 208 replay |
-//! | `EDGE_REQUEST_ID_RETENTION_SECS` | `86400` | how long completed request ids are kept |
-//! | `EDGE_REQUEST_ID_MAX` | `1000` | most request ids kept per session |
+//! | `EDGE_REQUEST_ID_RETENTION_SECS` | `86400` | how long completed request ids are kept at least (trimmed once an eighth older) |
+//! | `EDGE_REQUEST_ID_MAX` | `1000` | most request ids kept per session (then the oldest go, down to seven eighths) |
 //! | `EDGE_REDIS_TIMEOUT_MS` | `5000` | connect and response timeout for Redis |
 //!
 //! Secret files: `edge-redis-password` (optional: without it the Redis is

@@ -4,9 +4,11 @@
 //! reuses when it retries. The commit records the id atomically with the
 //! call's writes; a later call with the same id is answered 208 without
 //! running the handler, replaying the original response when it was small
-//! enough to keep (`EDGE_REPLAY_MAX_BYTES`). Ids are kept for
-//! `EDGE_REQUEST_ID_RETENTION_SECS` and at most `EDGE_REQUEST_ID_MAX` per
-//! session (the oldest go first); they are deleted with the session.
+//! enough to keep (`EDGE_REPLAY_MAX_BYTES`). Ids are kept at least
+//! `EDGE_REQUEST_ID_RETENTION_SECS` (they go once older than that by an
+//! eighth, so that trimming is rare), and at most `EDGE_REQUEST_ID_MAX` per
+//! session (past that, the oldest go, down to seven eighths of it); they
+//! are deleted with the session.
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};

@@ -270,8 +270,9 @@ async fn request_ids_are_bounded_per_session() {
         assert_eq!(response.status(), 201);
     }
     let keys = edge_store::SessionKeys::new("bounded");
-    let records: std::collections::HashMap<String, Vec<u8>> =
-        redis.connection().hgetall(&keys.ids).unwrap();
+    let mut records: std::collections::HashMap<String, Vec<u8>> =
+        redis.connection().hgetall(&keys.meta).unwrap();
+    records.retain(|field, _| edge_store::layout::is_request_id(field.as_bytes()));
     assert_eq!(records.len(), 5);
     // Each kept with its retained response (the 201 and its body).
     for record in records.values() {
@@ -352,7 +353,7 @@ async fn a_failing_or_panicking_handler_is_a_500_writes_nothing_and_frees_the_lo
         assert!(hget(&redis, "fails", "written").is_none());
         let lock_exists: bool = redis.connection().exists(&keys.lock).unwrap();
         assert!(!lock_exists, "the lock must be released at once");
-        let recorded: bool = redis.connection().hexists(&keys.ids, &id).unwrap();
+        let recorded: bool = redis.connection().hexists(&keys.meta, &id).unwrap();
         assert!(!recorded, "a failed call's id is not recorded");
     }
     // The very next call gets the lock at once, and a retry of a failed id runs.
@@ -888,7 +889,7 @@ async fn request_ids_are_forgotten_after_the_retention_window() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(call(&request_id()).await.unwrap().status(), 201);
     let keys = edge_store::SessionKeys::new("window");
-    let kept: bool = redis.connection().hexists(&keys.ids, &old).unwrap();
+    let kept: bool = redis.connection().hexists(&keys.meta, &old).unwrap();
     assert!(
         !kept,
         "an id older than the window (and its response) was kept"

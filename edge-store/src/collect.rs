@@ -15,13 +15,15 @@ static COLLECT_IF_EXPIRED: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX],
         r#"
--- KEYS: meta, data, ids, lock; ARGV: node, session, cutoff_ms
+-- KEYS: meta, data, lock; ARGV: node, session, cutoff_ms
+-- Answers {'deleted', proprietary}, {'locked'} (still idle, in use right
+-- now: it stays in the index) or {'gone'} (no longer idle and held here).
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_ACCESSED, F_PROP)
-if m[1] ~= ARGV[1] or m[2] or redis.call('EXISTS', KEYS[4]) == 1 then return false end
-if (tonumber(m[3]) or 0) > tonumber(ARGV[3]) then return false end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if m[1] ~= ARGV[1] or m[2] or (tonumber(m[3]) or 0) > tonumber(ARGV[3]) then return {'gone'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'locked'} end
+redis.call('DEL', KEYS[1], KEYS[2])
 unheld(ARGV[2], m[4])
-return m[4] or ''
+return {'deleted', m[4] or ''}
 "#,
     )
 });
@@ -30,11 +32,12 @@ static DELETE_STUB: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX],
         r#"
--- KEYS: meta, data, ids, lock; ARGV: node, session
+-- KEYS: meta, data, lock; ARGV: node, session
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE)
 if not m[1] then unstub(ARGV[2]) return 0 end
-if m[1] == ARGV[1] or m[2] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+-- Not a stub (any more): it has no business in the stubs index.
+if m[1] == ARGV[1] or m[2] then unstub(ARGV[2]) return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 unstub(ARGV[2])
 return 1
 "#,
@@ -45,10 +48,10 @@ static DELETE_SESSION: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, LEGACY],
         r#"
--- KEYS: meta, data, ids, lock; ARGV: session
+-- KEYS: meta, data, lock; ARGV: session
 local proprietary = redis.call('HGET', KEYS[1], F_PROP)
 if not proprietary then absent(KEYS[1]) end
-local existed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local existed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 unheld(ARGV[1], proprietary)
 settled(ARGV[1])
 unstub(ARGV[1])
@@ -57,23 +60,36 @@ return existed
     )
 });
 
+/// What [`Store::collect_if_expired`] did with a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collected {
+    /// Deleted; its proprietary node is given.
+    Deleted {
+        /// The session's proprietary node.
+        proprietary: String,
+    },
+    /// Still idle, but a call holds its lock right now: it stays, and
+    /// stays in the index.
+    Locked,
+    /// No longer idle, or no longer held here: it left the index's range.
+    Gone,
+}
+
 impl Store {
     /// Deletes each of `sessions` (held here) that is still idle since
     /// `cutoff_ms` or longer, not locked and not fenced, in one pipeline.
-    /// Returns, for each session, its proprietary node if it was deleted.
     pub async fn collect_if_expired(
         &self,
         sessions: &[String],
         cutoff_ms: i64,
-    ) -> Result<Vec<Option<String>>> {
+    ) -> Result<Vec<Collected>> {
         let cmds: Vec<_> = sessions
             .iter()
             .map(|session| {
                 let keys = SessionKeys::new(session);
-                let mut cmd = COLLECT_IF_EXPIRED.cmd(4);
+                let mut cmd = COLLECT_IF_EXPIRED.cmd(3);
                 cmd.arg(&keys.meta)
                     .arg(&keys.data)
-                    .arg(&keys.ids)
                     .arg(&keys.lock)
                     .arg(&*self.node)
                     .arg(session)
@@ -81,12 +97,15 @@ impl Store {
                 cmd
             })
             .collect();
-        let replies: Vec<Value> = self.eval_pipeline(&[&COLLECT_IF_EXPIRED], &cmds).await?;
+        let replies: Vec<Vec<Value>> = self.eval_pipeline(&[&COLLECT_IF_EXPIRED], &cmds).await?;
         Ok(replies
             .into_iter()
-            .map(|reply| match reply {
-                Value::Nil => None,
-                other => Some(text(Some(&other))),
+            .map(|reply| match text(reply.first()).as_str() {
+                "deleted" => Collected::Deleted {
+                    proprietary: text(reply.get(1)),
+                },
+                "locked" => Collected::Locked,
+                _ => Collected::Gone,
             })
             .collect())
     }
@@ -95,10 +114,9 @@ impl Store {
     /// another node) if it still is one. Returns whether it did.
     pub async fn delete_stub(&self, session: &str) -> Result<bool> {
         let keys = SessionKeys::new(session);
-        let mut cmd = DELETE_STUB.cmd(4);
+        let mut cmd = DELETE_STUB.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(&keys.lock)
             .arg(&*self.node)
             .arg(session);
@@ -123,10 +141,9 @@ impl Store {
     /// its index entries. Returns whether there was anything.
     pub async fn delete_session(&self, session: &str) -> Result<bool> {
         let keys = SessionKeys::new(session);
-        let mut cmd = DELETE_SESSION.cmd(4);
+        let mut cmd = DELETE_SESSION.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(&keys.lock)
             .arg(session);
         let deleted: i64 = self.eval_session(&DELETE_SESSION, session, &cmd).await?;

@@ -1,7 +1,7 @@
 //! The commit of a blocking call: fencing check, the buffered writes, the
-//! request id (with the retained response), the last-access time in the
-//! metadata and in the LRU index, and the lock's release, in one atomic
-//! step.
+//! request id (with the retained response) and the last-access time in the
+//! metadata hash (one `HSET`), the LRU index, and the lock's release, in
+//! one atomic step.
 //!
 //! Request ids are trimmed only when a bound is reached: by age once the
 //! oldest is past the retention window plus an eighth (`trim_at`), by count
@@ -19,7 +19,7 @@ static COMMIT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, ARGS, TRIM],
         r#"
--- KEYS: meta, lock, data, ids
+-- KEYS: meta, lock, data
 -- ARGV: token, node, session, proprietary, request_id, now_ms, retention_ms, max_ids, record,
 --       n_sets, then n_sets (field, value) pairs, then the fields to delete
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
@@ -33,16 +33,13 @@ end
 local sets_end = 10 + 2 * tonumber(ARGV[10])
 hset_args(KEYS[3], 11, sets_end)
 hdel_args(KEYS[3], sets_end + 1, #ARGV)
-redis.call('HSET', KEYS[4], ARGV[5], ARGV[9])
 local now, retention, max = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local trim_at = tonumber(m[4])
-if not trim_at then
-  trim_at = now + retention + math.floor(retention / 8)
-elseif now >= trim_at or redis.call('HLEN', KEYS[4]) > max then
-  trim_at = trim_ids(KEYS[4], now, retention, max)
+local trim_at = tonumber(m[4]) or (now + retention + math.floor(retention / 8))
+redis.call('HSET', KEYS[1], ARGV[5], ARGV[9], F_ACCESSED, ARGV[6],
+  F_VERSION, (tonumber(m[3]) or 0) + 1, F_TRIM_AT, trim_at)
+if now >= trim_at or redis.call('HLEN', KEYS[1]) - HELD_FIELDS > max then
+  redis.call('HSET', KEYS[1], F_TRIM_AT, trim_ids(KEYS[1], now, retention, max))
 end
-redis.call('HSET', KEYS[1], F_ACCESSED, ARGV[6], F_VERSION, (tonumber(m[3]) or 0) + 1,
-  F_TRIM_AT, trim_at)
 held(ARGV[3], ARGV[4], ARGV[6])
 redis.call('DEL', KEYS[2])
 return 1
@@ -50,17 +47,20 @@ return 1
     )
 });
 
-/// `trim_ids(key, now, retention, max)`: drops the request ids older than
-/// the window, and the oldest beyond `max` (down to seven eighths of it);
-/// returns when the next trim by age is due.
+/// `trim_ids(key, now, retention, max)`: drops the request-id records of
+/// the metadata hash `key` older than the window, and the oldest beyond
+/// `max` (down to seven eighths of it); returns when the next trim by age
+/// is due.
 const TRIM: &str = r#"
 local function trim_ids(key, now, retention, max)
   local all = redis.call('HGETALL', key)
   local cutoff = now - retention
   local kept, drop = {}, {}
   for i = 1, #all, 2 do
-    local at = tonumber(string.match(all[i + 1], '^%d+')) or 0
-    if at < cutoff then drop[#drop + 1] = all[i] else kept[#kept + 1] = {at, all[i]} end
+    if #all[i] == ID_LEN then
+      local at = tonumber(string.match(all[i + 1], '^%d+')) or 0
+      if at < cutoff then drop[#drop + 1] = all[i] else kept[#kept + 1] = {at, all[i]} end
+    end
   end
   table.sort(kept, function(a, b) return a[1] < b[1] end)
   local first = 1
@@ -111,11 +111,11 @@ impl Store {
         retention: IdRetention,
     ) -> Result<bool> {
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
-        let mut cmd = COMMIT.cmd(4);
+        debug_assert!(crate::layout::is_request_id(record.request_id.as_bytes()));
+        let mut cmd = COMMIT.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(token)
             .arg(&*self.node)
             .arg(&keys.name)

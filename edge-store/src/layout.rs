@@ -41,9 +41,32 @@ pub mod meta {
     /// (plus a slack, so that trimming is rare), ms.
     pub const TRIM_AT: &str = "trim_at";
 
-    /// The fields that travel with the session when it migrates; the others
-    /// (location, epoch, fence) are set by the migration itself.
+    /// The fields that travel with the session when it migrates (with its
+    /// request-id records); the others (location, epoch, fence) are set by
+    /// the migration itself.
     pub const PORTABLE: [&str; 5] = [PROPRIETARY, CREATED, ACCESSED, VERSION, TRIM_AT];
+    /// The fields every committed session held here has (besides its
+    /// request-id records).
+    pub const HELD: [&str; 7] = [
+        PROPRIETARY,
+        LOCATION,
+        CREATED,
+        ACCESSED,
+        EPOCH,
+        VERSION,
+        TRIM_AT,
+    ];
+    /// The fields a stub keeps (no request ids: calls go to the holder).
+    pub const STUB: [&str; 6] = [PROPRIETARY, LOCATION, CREATED, ACCESSED, EPOCH, VERSION];
+}
+
+/// The length of a request id as the metadata hash keeps it (a UUID in
+/// its canonical hyphenated form); no metadata field name has it.
+pub const REQUEST_ID_LEN: usize = 36;
+
+/// Whether a field of the metadata hash is a request-id record.
+pub fn is_request_id(field: &[u8]) -> bool {
+    field.len() == REQUEST_ID_LEN
 }
 
 /// The type tag that starts every stored value of the data hash.
@@ -165,13 +188,13 @@ pub struct SessionKeys {
     /// The session's name (the `X-session` header); the member of the
     /// indexes.
     pub name: String,
-    /// Metadata hash ([`meta`] fields).
+    /// Metadata hash: the [`meta`] fields, and one record per completed
+    /// request id (id → `<ms>` or `<ms> <retained response>`, see
+    /// [`id_record`]).
     pub meta: String,
     /// Data hash: the session's values by key, each a [`value_tag`] byte
     /// and the payload.
     pub data: String,
-    /// Completed request ids: id → `<ms>` or `<ms> <retained response>`.
-    pub ids: String,
     /// The lock: the holder's token, with a TTL.
     pub lock: String,
 }
@@ -199,7 +222,6 @@ impl SessionKeys {
         SessionKeys {
             meta: key("meta"),
             data: key("data"),
-            ids: key("ids"),
             lock: key("lock"),
             name: session.to_string(),
         }
@@ -231,7 +253,7 @@ impl SessionKeys {
     }
 }
 
-/// A request-id record, as the `ids` hash keeps it: the completion time,
+/// A request-id record, as the metadata hash keeps it: the completion time,
 /// then, when the response was retained, a space and the response.
 pub fn id_record(now_ms: i64, retained: Option<&[u8]>) -> Vec<u8> {
     let mut record = Vec::with_capacity(14 + retained.map_or(0, |r| r.len() + 1));
@@ -266,10 +288,20 @@ mod tests {
     }
 
     #[test]
+    fn no_metadata_field_looks_like_a_request_id() {
+        for field in meta::HELD.iter().chain(&[meta::FENCE, meta::FENCED_AT]) {
+            assert!(!is_request_id(field.as_bytes()), "{field}");
+        }
+        assert!(is_request_id(
+            uuid::Uuid::new_v4().hyphenated().to_string().as_bytes()
+        ));
+    }
+
+    #[test]
     fn session_names_round_trip_through_their_tag() {
         for name in ["plain", "a}b", "{x}", "100%", "%7D", "a:b"] {
             let keys = SessionKeys::new(name);
-            for key in [&keys.meta, &keys.data, &keys.ids, &keys.lock] {
+            for key in [&keys.meta, &keys.data, &keys.lock] {
                 assert_eq!(SessionKeys::session_of(key).as_deref(), Some(name));
             }
         }

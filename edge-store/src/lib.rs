@@ -18,8 +18,10 @@
 //! │                                fence     out:<E> | in:<E>:<source>   only while a migration is undecided
 //! │                                fenced_at ms                          only while a migration is undecided
 //! │                                trim_at   ms when request ids are next trimmed by age
+//! │                                <request id> → <ms>[ <status> <content-type>\n<body>]
+//! │                                          one per completed call (a UUID: 36 characters,
+//! │                                          a length no field name above has)
 //! ├─ edge:{cart-42}:data   hash    <key> → <tag><payload>   tag s (string), b (bytes), l (JSON list)
-//! ├─ edge:{cart-42}:ids    hash    <request id> → <ms>[ <status> <content-type>\n<body>]
 //! ├─ edge:{cart-42}:lock   string  holder's token (migrations: migration:<random>), PX ttl
 //! │
 //! ├─ edge:config           hash    the node's settings (thesis B.1 names)
@@ -79,6 +81,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+pub use collect::Collected;
 pub use commit::{CommitRecord, IdRetention};
 pub use index::{AuditReport, Candidate, RebuildReport};
 pub use layout::SessionKeys;

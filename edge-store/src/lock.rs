@@ -29,7 +29,7 @@ static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, LEGACY],
         r#"
--- KEYS: meta, lock, ids; ARGV: node, session, token, ttl_ms, request_id, now_ms
+-- KEYS: meta, lock; ARGV: node, session, token, ttl_ms, request_id, now_ms
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_PROP)
 if not m[1] then
   absent(KEYS[1])
@@ -42,7 +42,7 @@ elseif m[2] then
 elseif m[1] ~= ARGV[1] then
   return {'moved', m[1]}
 else
-  local done = redis.call('HGET', KEYS[3], ARGV[5])
+  local done = redis.call('HGET', KEYS[1], ARGV[5])
   if done then return {'completed', done} end
 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'acquired', m[3]} end
@@ -106,10 +106,10 @@ impl Store {
         request_id: &str,
         now_ms: i64,
     ) -> Result<Begin> {
-        let mut cmd = BEGIN.cmd(3);
+        debug_assert!(crate::layout::is_request_id(request_id.as_bytes()));
+        let mut cmd = BEGIN.cmd(2);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
-            .arg(&keys.ids)
             .arg(&*self.node)
             .arg(&keys.name)
             .arg(token)

@@ -45,7 +45,11 @@ static PRELUDE: LazyLock<String> = LazyLock::new(|| {
         ("LEGACY_ERROR", LEGACY_ERROR),
         ("LEGACY_LOC", crate::upgrade::LEGACY_LOCATION),
     ];
-    let mut prelude = String::new();
+    let mut prelude = format!(
+        "local ID_LEN, HELD_FIELDS = {}, {}\n",
+        crate::layout::REQUEST_ID_LEN,
+        meta::HELD.len()
+    );
     for (name, value) in constants {
         assert!(
             value
@@ -61,12 +65,16 @@ static PRELUDE: LazyLock<String> = LazyLock::new(|| {
 /// Index maintenance: the only place that writes the node-wide indexes.
 /// `held` (sessions held here, by proprietary node and last access),
 /// `migrating` (undecided migrations), `stub` (metadata-only records).
+/// A record without a proprietary node (never written so; only by hand) is
+/// indexed under the empty name, as the audit expects, rather than failing
+/// half-way through a script.
 pub(crate) const INDEX: &str = r#"
 local function held(s, p, score)
-  if redis.call('ZADD', IDX_LRU .. p, score, s) == 1 then redis.call('SADD', IDX_OWNERS, p) end
+  p = p or ''
+  if redis.call('ZADD', IDX_LRU .. p, score or 0, s) == 1 then redis.call('SADD', IDX_OWNERS, p) end
 end
 local function unheld(s, p)
-  if not p then return end
+  p = p or ''
   local key = IDX_LRU .. p
   if redis.call('ZREM', key, s) == 1 and redis.call('EXISTS', key) == 0 then
     redis.call('SREM', IDX_OWNERS, p)
@@ -116,6 +124,21 @@ local function in_fence(e, source) return FENCE_IN .. e .. ':' .. source end
 local function is_in_fence(fence, e)
   local prefix = FENCE_IN .. e .. ':'
   return fence ~= nil and fence ~= false and string.sub(fence, 1, #prefix) == prefix
+end
+"#;
+
+/// `to_stub(meta_key)`: strips the metadata hash down to the fields a stub
+/// keeps (`layout::meta::STUB`): no request ids, no fence, no trim time.
+pub(crate) const STUB: &str = r#"
+local function to_stub(meta_key)
+  local names = {F_PROP, F_LOC, F_CREATED, F_ACCESSED, F_EPOCH, F_VERSION}
+  local kept = redis.call('HMGET', meta_key, unpack(names))
+  local fields = {}
+  for i, name in ipairs(names) do
+    if kept[i] then fields[#fields + 1] = name; fields[#fields + 1] = kept[i] end
+  end
+  redis.call('DEL', meta_key)
+  if #fields > 0 then redis.call('HSET', meta_key, unpack(fields)) end
 end
 "#;
 

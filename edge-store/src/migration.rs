@@ -27,15 +27,19 @@ use std::time::Duration;
 use redis::Value;
 
 pub use crate::layout::fence::Fence;
-use crate::layout::{SessionKeys, meta};
-use crate::lua::{ARGS, FENCES, INDEX, LEGACY, Lua, MIGRATION_LOCK};
+use crate::layout::{SessionKeys, is_request_id, meta};
+
+fn is_portable(field: &[u8]) -> bool {
+    meta::PORTABLE.iter().any(|p| p.as_bytes() == field)
+}
+use crate::lua::{ARGS, FENCES, INDEX, LEGACY, Lua, MIGRATION_LOCK, STUB};
 use crate::{Error, Result, Store, int, text};
 
 static FENCE_OUT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, LEGACY, FENCES],
         r#"
--- KEYS: meta, lock, data, ids; ARGV: node, session, token, ttl_ms, now_ms
+-- KEYS: meta, lock, data; ARGV: node, session, token, ttl_ms, now_ms
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_EPOCH, F_PROP, F_CREATED, F_ACCESSED)
 if not m[1] then absent(KEYS[1]) return {'unknown'} end
 if m[1] ~= ARGV[1] then return {'elsewhere', m[1]} end
@@ -46,7 +50,7 @@ redis.call('HSET', KEYS[1], F_FENCE, out_fence(epoch), F_FENCED_AT, ARGV[5])
 unheld(ARGV[2], m[4])
 migrating(ARGV[2], ARGV[5])
 local bytes = 0
-for _, key in ipairs({KEYS[1], KEYS[3], KEYS[4]}) do
+for _, key in ipairs({KEYS[1], KEYS[3]}) do
   bytes = bytes + (redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') or 0)
 end
 return {'ok', epoch, m[4], m[5] or 0, m[6] or 0, bytes}
@@ -56,12 +60,13 @@ return {'ok', epoch, m[4], m[5] or 0, m[6] or 0, bytes}
 
 static EXPORT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[FENCES],
+        &[FENCES, LEGACY],
         r#"
--- KEYS: meta, data, ids; ARGV: epoch, then the portable metadata fields
-if redis.call('HGET', KEYS[1], F_FENCE) ~= out_fence(ARGV[1]) then return false end
-return {redis.call('HMGET', KEYS[1], unpack(ARGV, 2)), redis.call('HGETALL', KEYS[2]),
-  redis.call('HGETALL', KEYS[3])}
+-- KEYS: meta, data; ARGV: epoch
+local fence = redis.call('HGET', KEYS[1], F_FENCE)
+if not fence then absent(KEYS[1]) end
+if fence ~= out_fence(ARGV[1]) then return false end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 "#,
     )
 });
@@ -70,23 +75,25 @@ static IMPORT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, LEGACY, FENCES, ARGS],
         r#"
--- KEYS: meta, data, ids, lock
--- ARGV: node, session, token, ttl_ms, source, epoch, now_ms, n_meta, n_data,
---       then the (field, value) pairs of the metadata, the data and the ids
-local holder = redis.call('GET', KEYS[4])
+-- KEYS: meta, data, lock
+-- ARGV: node, session, token, ttl_ms, source, epoch, now_ms, n_meta,
+--       then the (field, value) pairs of the metadata (with the request-id
+--       records), then those of the data
+local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[3] then return {'busy'} end
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE)
 if not m[1] then absent(KEYS[1]) end
 local incoming = in_fence(ARGV[6], ARGV[5])
 if m[1] == ARGV[1] and not m[2] then return {'conflict', 'this node already holds the session'} end
 if m[2] and m[2] ~= incoming then return {'busy'} end
-redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-local meta_end = 9 + 2 * tonumber(ARGV[8])
-local data_end = meta_end + 2 * tonumber(ARGV[9])
-hset_args(KEYS[1], 10, meta_end)
-hset_args(KEYS[2], meta_end + 1, data_end)
-hset_args(KEYS[3], data_end + 1, #ARGV)
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+redis.call('DEL', KEYS[1], KEYS[2])
+local meta_end = 8 + 2 * tonumber(ARGV[8])
+local has_owner = false
+for i = 9, meta_end, 2 do if ARGV[i] == F_PROP then has_owner = true end end
+if not has_owner then return {'conflict', 'the transfer names no proprietary node'} end
+hset_args(KEYS[1], 9, meta_end)
+hset_args(KEYS[2], meta_end + 1, #ARGV)
 -- Until the decision, the session's location is still its source.
 redis.call('HSET', KEYS[1], F_LOC, ARGV[5], F_EPOCH, tonumber(ARGV[6]) - 1, F_FENCE, incoming,
   F_FENCED_AT, ARGV[7])
@@ -106,8 +113,10 @@ local m = redis.call('HMGET', KEYS[1], F_LOC, F_EPOCH, F_FENCE)
 if not m[1] then absent(KEYS[1]) return {'unknown'} end
 local epoch = tonumber(m[2]) or 0
 if m[1] == ARGV[3] and epoch == tonumber(ARGV[4]) then
-  -- A session held here, unfenced, only moves by a migration that fenced it.
-  if m[1] == ARGV[1] and not m[3] and ARGV[5] ~= ARGV[1] then
+  -- An unfenced record here only changes from one other node to another
+  -- (a stub following its session): a session becomes or stops being held
+  -- here only by a migration, which fences it first.
+  if not m[3] and (m[1] == ARGV[1]) ~= (ARGV[5] == ARGV[1]) then
     return {'conflict', m[1], tostring(epoch)}
   end
   redis.call('HSET', KEYS[1], F_LOC, ARGV[5], F_EPOCH, ARGV[6])
@@ -123,10 +132,11 @@ return {'conflict', m[1], tostring(epoch)}
 
 static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK],
+        &[INDEX, FENCES, MIGRATION_LOCK, LEGACY],
         r#"
 -- KEYS: meta, lock; ARGV: node, session, epoch
 local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_PROP, F_ACCESSED)
+if not m[2] then absent(KEYS[1]) end
 if is_in_fence(m[1], ARGV[3]) then
   redis.call('HSET', KEYS[1], F_LOC, ARGV[1], F_EPOCH, ARGV[3])
   redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
@@ -143,15 +153,16 @@ return 'conflict'
 
 static FINALIZE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK],
+        &[INDEX, FENCES, MIGRATION_LOCK, STUB, LEGACY],
         r#"
--- KEYS: meta, data, ids, lock; ARGV: session, epoch, new_location, now_ms
+-- KEYS: meta, data, lock; ARGV: session, epoch, new_location, now_ms
 local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH)
+if not m[2] then absent(KEYS[1]) end
 if m[1] == out_fence(ARGV[2]) then
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], F_LOC, ARGV[3], F_EPOCH, ARGV[2])
-  redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
-  drop_migration_lock(KEYS[4])
+  to_stub(KEYS[1])
+  drop_migration_lock(KEYS[3])
   settled(ARGV[1])
   stub(ARGV[1], ARGV[4])
   return 'ok'
@@ -164,10 +175,11 @@ return 'conflict'
 
 static ABORT_OUT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK],
+        &[INDEX, FENCES, MIGRATION_LOCK, LEGACY],
         r#"
 -- KEYS: meta, lock; ARGV: session, epoch
 local m = redis.call('HMGET', KEYS[1], F_FENCE, F_PROP, F_ACCESSED)
+if not m[1] then absent(KEYS[1]) end
 if m[1] ~= out_fence(ARGV[2]) then return 'conflict' end
 redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
 redis.call('HSET', KEYS[1], F_EPOCH, ARGV[2])
@@ -181,13 +193,15 @@ return 'ok'
 
 static DROP_IN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK],
+        &[INDEX, FENCES, MIGRATION_LOCK, STUB, LEGACY],
         r#"
--- KEYS: meta, data, ids, lock; ARGV: session, epoch, now_ms
-if not is_in_fence(redis.call('HGET', KEYS[1], F_FENCE), ARGV[2]) then return 'conflict' end
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
-drop_migration_lock(KEYS[4])
+-- KEYS: meta, data, lock; ARGV: session, epoch, now_ms
+local fence = redis.call('HGET', KEYS[1], F_FENCE)
+if not fence then absent(KEYS[1]) end
+if not is_in_fence(fence, ARGV[2]) then return 'conflict' end
+redis.call('DEL', KEYS[2])
+to_stub(KEYS[1])
+drop_migration_lock(KEYS[3])
 settled(ARGV[1])
 stub(ARGV[1], ARGV[3])
 return 'ok'
@@ -295,11 +309,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<FenceOutcome> {
         let keys = SessionKeys::new(session);
-        let mut cmd = FENCE_OUT.cmd(4);
+        let mut cmd = FENCE_OUT.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(&*self.node)
             .arg(session)
             .arg(token)
@@ -325,34 +338,21 @@ impl Store {
     /// The whole session, if it is fenced here for migration `epoch`.
     pub async fn export(&self, session: &str, epoch: u64) -> Result<Option<Exported>> {
         let keys = SessionKeys::new(session);
-        let mut cmd = EXPORT.cmd(3);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.ids)
-            .arg(epoch);
-        for field in meta::PORTABLE {
-            cmd.arg(field);
-        }
-        let reply: Value = self.eval(&EXPORT, &cmd).await?;
+        let mut cmd = EXPORT.cmd(2);
+        cmd.arg(&keys.meta).arg(&keys.data).arg(epoch);
+        let reply: Value = self.eval_session(&EXPORT, session, &cmd).await?;
         let Value::Array(sections) = reply else {
             return Ok(None);
         };
         let mut sections = sections.into_iter();
-        let meta = match sections.next() {
-            Some(Value::Array(values)) => meta::PORTABLE
-                .iter()
-                .zip(values)
-                .filter_map(|(field, value)| match value {
-                    Value::Nil => None,
-                    other => Some((field.as_bytes().to_vec(), text(Some(&other)).into_bytes())),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let (ids, meta) = pairs(sections.next())
+            .into_iter()
+            .filter(|(field, _)| is_portable(field) || is_request_id(field))
+            .partition(|(field, _)| is_request_id(field));
         Ok(Some(Exported {
             meta,
             data: pairs(sections.next()),
-            ids: pairs(sections.next()),
+            ids,
         }))
     }
 
@@ -370,16 +370,22 @@ impl Store {
         exported: &Exported,
     ) -> Result<ImportOutcome> {
         let keys = SessionKeys::new(session);
-        // Only the portable fields are taken from the source.
-        let portable: Vec<&(Vec<u8>, Vec<u8>)> = exported
+        // Only the portable fields and request-id records are taken from the
+        // source.
+        let meta: Vec<&(Vec<u8>, Vec<u8>)> = exported
             .meta
             .iter()
-            .filter(|(field, _)| meta::PORTABLE.iter().any(|p| p.as_bytes() == &field[..]))
+            .filter(|(field, _)| is_portable(field))
+            .chain(
+                exported
+                    .ids
+                    .iter()
+                    .filter(|(field, _)| is_request_id(field)),
+            )
             .collect();
-        let mut cmd = IMPORT.cmd(4);
+        let mut cmd = IMPORT.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(&keys.lock)
             .arg(&*self.node)
             .arg(session)
@@ -388,13 +394,8 @@ impl Store {
             .arg(source)
             .arg(epoch)
             .arg(now_ms)
-            .arg(portable.len())
-            .arg(exported.data.len());
-        for (field, value) in portable
-            .into_iter()
-            .chain(&exported.data)
-            .chain(&exported.ids)
-        {
+            .arg(meta.len());
+        for (field, value) in meta.into_iter().chain(&exported.data) {
             cmd.arg(field.as_slice()).arg(value.as_slice());
         }
         let reply: Vec<Value> = self.eval_session(&IMPORT, session, &cmd).await?;
@@ -445,7 +446,7 @@ impl Store {
             .arg(&*self.node)
             .arg(session)
             .arg(epoch);
-        let reply: String = self.eval(&ACTIVATE, &cmd).await?;
+        let reply: String = self.eval_session(&ACTIVATE, session, &cmd).await?;
         Ok(reply == "ok")
     }
 
@@ -460,16 +461,15 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool> {
         let keys = SessionKeys::new(session);
-        let mut cmd = FINALIZE.cmd(4);
+        let mut cmd = FINALIZE.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(&keys.lock)
             .arg(session)
             .arg(epoch)
             .arg(new_location)
             .arg(now_ms);
-        let reply: String = self.eval(&FINALIZE, &cmd).await?;
+        let reply: String = self.eval_session(&FINALIZE, session, &cmd).await?;
         Ok(reply == "ok")
     }
 
@@ -479,7 +479,7 @@ impl Store {
         let keys = SessionKeys::new(session);
         let mut cmd = ABORT_OUT.cmd(2);
         cmd.arg(&keys.meta).arg(&keys.lock).arg(session).arg(epoch);
-        let reply: String = self.eval(&ABORT_OUT, &cmd).await?;
+        let reply: String = self.eval_session(&ABORT_OUT, session, &cmd).await?;
         Ok(reply == "ok")
     }
 
@@ -488,15 +488,14 @@ impl Store {
     /// copy of migration `epoch` here.
     pub async fn drop_in(&self, session: &str, epoch: u64, now_ms: i64) -> Result<bool> {
         let keys = SessionKeys::new(session);
-        let mut cmd = DROP_IN.cmd(4);
+        let mut cmd = DROP_IN.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
-            .arg(&keys.ids)
             .arg(&keys.lock)
             .arg(session)
             .arg(epoch)
             .arg(now_ms);
-        let reply: String = self.eval(&DROP_IN, &cmd).await?;
+        let reply: String = self.eval_session(&DROP_IN, session, &cmd).await?;
         Ok(reply == "ok")
     }
 }

@@ -35,7 +35,7 @@ static UPGRADE_SESSION: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, INDEX_STATE],
         r#"
--- KEYS: meta, reqs (v1), resp (v1), ids; ARGV: node, session, now_ms, retention_ms
+-- KEYS: meta, reqs (v1), resp (v1); ARGV: node, session, now_ms, retention_ms
 local function iso_ms(text)
   if not text then return nil end
   local y, mo, d, h, mi, sec, frac =
@@ -71,7 +71,7 @@ if old[2] then
     local kept = redis.call('HGET', KEYS[3], ids[i])
     local record = string.format('%d', at)
     if kept then record = record .. ' ' .. kept end
-    redis.call('HSET', KEYS[4], ids[i], record)
+    redis.call('HSET', KEYS[1], ids[i], record)
     if not oldest or at < oldest then oldest = at end
   end
   if oldest then
@@ -101,11 +101,10 @@ pub struct UpgradeReport {
 fn upgrade_cmd(store: &Store, session: &str, now_ms: i64) -> redis::Cmd {
     let keys = SessionKeys::new(session);
     let base = keys.meta.strip_suffix("meta").unwrap_or(&keys.meta);
-    let mut cmd = UPGRADE_SESSION.cmd(4);
+    let mut cmd = UPGRADE_SESSION.cmd(3);
     cmd.arg(&keys.meta)
         .arg(format!("{base}reqs"))
         .arg(format!("{base}resp"))
-        .arg(&keys.ids)
         .arg(&*store.node)
         .arg(session)
         .arg(now_ms)

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use edge_store::layout::{lock, meta, node};
 use edge_store::{
-    Begin, CasOutcome, CommitRecord, Fence, FenceOutcome, IdRetention, ImportOutcome, SessionKeys,
-    Store,
+    Begin, CasOutcome, Collected, CommitRecord, Fence, FenceOutcome, IdRetention, ImportOutcome,
+    SessionKeys, Store,
 };
 use redis::Commands;
 use test_support::{RedisServer, layout_v1};
@@ -167,6 +167,25 @@ async fn every_step_keeps_the_indexes_exact() {
         ("milan", T0 + 10)
     );
     assert_eq!(cloud.owners().await.unwrap(), ["milan"]);
+    // A session becomes held somewhere only by a migration that fenced it:
+    // a decision pointing an unfenced record at its own node is refused…
+    let epoch = cloud.meta("s1").await.unwrap().unwrap().epoch;
+    assert_eq!(
+        milan
+            .compare_and_set_location("s1", ("cloud", epoch), ("milan", epoch + 1), T0 + 24)
+            .await
+            .unwrap(),
+        CasOutcome::Conflict("cloud".into(), epoch)
+    );
+    // …and so is moving a session held here, unfenced, away.
+    assert_eq!(
+        cloud
+            .compare_and_set_location("s1", ("cloud", epoch), ("rome", epoch + 1), T0 + 24)
+            .await
+            .unwrap(),
+        CasOutcome::Conflict("cloud".into(), epoch)
+    );
+    assert_exact(&milan).await;
 
     // An aborted migration: the source holds the session again.
     let epoch = fence(&milan, "s2", T0 + 30).await;
@@ -208,14 +227,22 @@ async fn every_step_keeps_the_indexes_exact() {
     let idle = milan.idle_since("milan", T0 + 100, 0, 10).await.unwrap();
     assert_eq!(idle, ["s2", "s3"]);
     let collected = milan.collect_if_expired(&idle, T0 + 100).await.unwrap();
-    assert_eq!(collected, [None, Some("milan".to_string())]);
+    let deleted = Collected::Deleted {
+        proprietary: "milan".into(),
+    };
+    assert_eq!(collected, [Collected::Locked, deleted.clone()]);
     assert!(milan.release(&keys, &token).await.unwrap());
+    // Used since the cut-off (its last commit was at T0 + 1): not collected.
+    assert_eq!(
+        milan.collect_if_expired(&["s2".into()], T0).await.unwrap(),
+        [Collected::Gone]
+    );
     assert_eq!(
         milan
             .collect_if_expired(&["s2".into()], T0 + 100)
             .await
             .unwrap(),
-        [Some("milan".to_string())]
+        [deleted]
     );
     assert_exact(&milan).await;
     // Stubs and forced deletion.
@@ -275,6 +302,7 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     let redis = RedisServer::start();
     let milan = store(&redis, "milan");
     let keys = SessionKeys::new("busy");
+    let id = |i: i64| format!("00000000-0000-4000-8000-{i:012}");
     let commit = |id: String, now_ms: i64, retention: IdRetention| {
         let milan = milan.clone();
         let keys = keys.clone();
@@ -306,21 +334,27 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
             );
         }
     };
-    let ids = |redis: &RedisServer| -> usize { redis.connection().hlen(&keys.ids).unwrap() };
+    let ids = |redis: &RedisServer| -> usize {
+        let fields: Vec<String> = redis.connection().hkeys(&keys.meta).unwrap();
+        fields
+            .iter()
+            .filter(|f| edge_store::layout::is_request_id(f.as_bytes()))
+            .count()
+    };
     let by_count = IdRetention {
         window: Duration::from_secs(3600),
         max_ids: 16,
     };
     for i in 0..16 {
-        commit(format!("id-{i}"), T0 + i, by_count).await;
+        commit(id(i), T0 + i, by_count).await;
     }
     assert_eq!(ids(&redis), 16);
     // Over the bound: down to seven eighths of it, the oldest first.
-    commit("id-16".into(), T0 + 16, by_count).await;
+    commit(id(16), T0 + 16, by_count).await;
     assert_eq!(ids(&redis), 14);
-    let kept: bool = redis.connection().hexists(&keys.ids, "id-2").unwrap();
+    let kept: bool = redis.connection().hexists(&keys.meta, id(2)).unwrap();
     assert!(!kept);
-    let kept: bool = redis.connection().hexists(&keys.ids, "id-3").unwrap();
+    let kept: bool = redis.connection().hexists(&keys.meta, id(3)).unwrap();
     assert!(kept);
     // By age: kept for the window, trimmed once past it by an eighth.
     let by_age = IdRetention {
@@ -331,10 +365,10 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     // Rescheduled by the count trim: from the oldest kept id, plus the window
     // and an eighth of it.
     assert_eq!(trim_at, T0 + 3 + 3600 * 1000 + 450 * 1000);
-    commit("late".into(), trim_at, by_age).await;
+    commit(id(100), trim_at, by_age).await;
     assert_eq!(ids(&redis), 1, "every id older than the window went");
     let trim_at: i64 = redis.connection().hget(&keys.meta, meta::TRIM_AT).unwrap();
-    commit("later".into(), trim_at - 1, by_age).await;
+    commit(id(101), trim_at - 1, by_age).await;
     assert_eq!(ids(&redis), 2, "not due yet: nothing trimmed");
 }
 
@@ -390,8 +424,16 @@ async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
         .unwrap();
     assert_eq!(located.location.as_deref(), Some("milan"));
 
+    // …and a migration the previous manager left undecided goes on.
+    let exported = milan
+        .export("old-38", fenced_epoch)
+        .await
+        .unwrap()
+        .expect("the fenced session is exported");
+    assert_eq!((exported.data.len(), exported.ids.len()), (2, 3));
+
     let report = milan.upgrade(16).await.unwrap();
-    assert_eq!((report.sessions, report.converted), (40, 37));
+    assert_eq!((report.sessions, report.converted), (40, 36));
     assert_eq!(milan.layout_version().await.unwrap(), Some(2));
     assert!(milan.upgrade(16).await.unwrap().already_current);
     assert_exact(&milan).await;

@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 
 use crate::protocol::{Manager, PAGE, now_ms};
 use crate::{Error, Result};
+use edge_store::Collected;
 use edge_store::layout::{config, node};
 
 /// Default `sessions_data_expiration_time`: one day.
@@ -71,14 +72,16 @@ impl Manager {
                 let mut notify = Vec::new();
                 for (session, outcome) in page.into_iter().zip(outcomes) {
                     match outcome {
-                        Some(proprietary) => {
+                        Collected::Deleted { proprietary } => {
                             deleted += 1;
                             if proprietary != self.node {
                                 notify.push((proprietary, session));
                             }
                         }
-                        // In use, or fenced: it stays (and in the index).
-                        None => kept += 1,
+                        // In use right now: it stays, in the page's range.
+                        Collected::Locked => kept += 1,
+                        // Used since, or fenced: it left the range.
+                        _ => {}
                     }
                 }
                 self.tell_proprietary_nodes(notify).await;

@@ -520,8 +520,12 @@ impl Manager {
                 break;
             }
             let full = page.len() == PAGE;
-            for meta in self.store.metas(&page).await?.into_iter().flatten() {
-                let Some(fence) = &meta.fence else { continue };
+            for meta in self.store.metas(&page).await? {
+                // Settled since the page was read: it left the index.
+                let Some((meta, fence)) = meta.and_then(|m| Some((m.clone(), m.fence?))) else {
+                    continue;
+                };
+                let fence = &fence;
                 attempts += 1;
                 let outcome = match fence {
                     Fence::Out(epoch) => {

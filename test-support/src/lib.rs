@@ -115,11 +115,48 @@ impl Drop for RedisServer {
     }
 }
 
-/// A fresh, empty directory under the system temp dir.
-pub fn tempdir() -> PathBuf {
+/// A fresh, empty directory under the system temp dir, removed with
+/// everything in it when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh, empty directory under the system temp dir ([`TempDir`]).
+pub fn tempdir() -> TempDir {
     let dir = std::env::temp_dir().join(format!("edge-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
+    TempDir(dir)
 }
 
 /// Polls `condition` every 10 ms until it holds, failing with `what` after

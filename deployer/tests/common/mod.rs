@@ -445,7 +445,7 @@ pub fn generated_hierarchy(regions: usize, edges_per_region: usize) -> String {
 pub fn accepting_project(
     count: usize,
     in_flight: &std::sync::Arc<InFlight>,
-) -> (Vec<FakeGateway>, std::path::PathBuf) {
+) -> (Vec<FakeGateway>, test_support::TempDir) {
     let gateways: Vec<FakeGateway> = (0..count)
         .map(|i| {
             FakeGateway::start(

@@ -46,6 +46,14 @@ pub async fn reader(_req: Request, session: &Session) -> edge_sdk::Result<String
         .unwrap_or_default())
 }
 
+/// Stores the request body (at most a few hundred bytes: a small
+/// session) under `note`; answers `ok`.
+#[blocking]
+pub async fn note(req: Request, session: &mut Session) -> edge_sdk::Result<&'static str> {
+    session.set_bytes("note", req.body());
+    Ok("ok")
+}
+
 /// One node.
 pub struct Node {
     pub name: String,
@@ -55,6 +63,9 @@ pub struct Node {
     down: Arc<AtomicBool>,
     manager: Mutex<Option<(Arc<Manager>, tokio::task::JoinHandle<()>)>>,
     config: Config,
+    /// The environment the manager's process would be given on this node.
+    pub manager_env: Vec<(&'static str, String)>,
+    _secrets: test_support::TempDir,
 }
 
 impl Node {
@@ -84,6 +95,22 @@ impl Node {
     /// (what `kill` does first); usable from any thread.
     pub fn cut_off_handle(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.down)
+    }
+
+    /// Stops the manager running in this process, leaving the node up (for
+    /// a manager run as a process of its own, see [`Node::route`]).
+    pub fn stop_manager(&self) {
+        if let Some((_, task)) = self.manager.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    /// Routes `/function/<function>` of this node's gateway to `port`.
+    pub fn route(&self, function: &str, port: u16) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(function.to_string(), port);
     }
 
     /// Starts a fresh manager process on the node again.
@@ -247,15 +274,18 @@ impl Cluster {
             let secrets = tempdir();
             std::fs::write(secrets.join("edge-redis-password"), format!("{name}-pw")).unwrap();
             std::fs::write(secrets.join("edge-node-token"), TOKEN).unwrap();
-            let config_for = |function: &str| {
-                let env = [
+            let env_for = |function: &str| {
+                vec![
                     ("EDGE_LOCATION", name.to_string()),
                     ("EDGE_FUNCTION", function.to_string()),
                     ("EDGE_INFRASTRUCTURE", hierarchy.clone()),
                     ("EDGE_REDIS_URL", redis.url()),
                     ("EDGE_SECRETS_DIR", secrets.display().to_string()),
                     ("EDGE_REDIS_TIMEOUT_MS", "2000".to_string()),
-                ];
+                ]
+            };
+            let config_for = |function: &str| {
+                let env = env_for(function);
                 Config::from_lookup(|n| env.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
                     .unwrap()
             };
@@ -267,6 +297,7 @@ impl Cluster {
                     serve_function(counter, config_for("counter")).await,
                 ),
                 ("reader", serve_function(reader, config_for("reader")).await),
+                ("note", serve_function(note, config_for("note")).await),
             ] {
                 routes.lock().unwrap().insert(function.to_string(), port);
             }
@@ -285,6 +316,7 @@ impl Cluster {
                 let _ = axum::serve(listener, router).await;
             });
             let config = config_for(MANAGER);
+            let manager_env = env_for(MANAGER);
             let node = Node {
                 name: name.to_string(),
                 redis,
@@ -293,6 +325,8 @@ impl Cluster {
                 down,
                 manager: Mutex::new(None),
                 config,
+                manager_env,
+                _secrets: secrets,
             };
             node.start_manager().await;
             nodes.push(node);

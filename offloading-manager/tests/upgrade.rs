@@ -17,7 +17,19 @@ const SESSIONS: i64 = 2000;
 async fn a_node_of_the_previous_release_is_indexed_once_while_it_serves() {
     let cluster = Cluster::start().await;
     let m1 = cluster.node("m1");
+    let store = m1.store();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.layout_version().await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     m1.kill();
+    // A Redis the new release never saw (its manager, started with the
+    // cluster, found it empty and recorded the layout).
+    let _: () = redis::cmd("DEL")
+        .arg(edge_store::layout::LAYOUT_KEY)
+        .query(&mut m1.connection())
+        .unwrap();
     // The previous release's SDK wrote these, three calls each; the last
     // call of each was a counter of 3.
     let mut redis = m1.connection();
@@ -37,7 +49,6 @@ async fn a_node_of_the_previous_release_is_indexed_once_while_it_serves() {
             );
         }
     }
-    let store = m1.store();
     assert_eq!(store.layout_version().await.unwrap(), None);
 
     // The new manager starts: it indexes in the background; calls go on.

@@ -127,8 +127,11 @@ impl Node {
         // As the manager's process does: serve, and index the store meanwhile.
         let upgrading = Arc::clone(&manager);
         let task = tokio::spawn(async move {
-            tokio::spawn(async move { upgrading.upgrade_store().await.unwrap() });
-            let _ = axum::serve(listener, router).await;
+            let upgrade = async move { upgrading.upgrade_store().await.unwrap() };
+            let serve = async move {
+                let _ = axum::serve(listener, router).await;
+            };
+            tokio::join!(upgrade, serve);
         });
         self.routes
             .lock()

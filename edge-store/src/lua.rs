@@ -97,23 +97,18 @@ end
 "#;
 
 /// `hset_args(key, from, to)`: `HSET key` with the field/value pairs
-/// `ARGV[from..to]`, in slices small enough for Lua's stack.
+/// `ARGV[from..to]`, in slices small enough for Lua's stack;
 /// `hdel_args(key, from, to)`: the same for `HDEL` of fields.
 pub(crate) const ARGS: &str = r#"
-local function hset_args(key, from, to)
+local function with_args(command, key, from, to)
   while from <= to do
     local last = math.min(to, from + 999)
-    redis.call('HSET', key, unpack(ARGV, from, last))
+    redis.call(command, key, unpack(ARGV, from, last))
     from = last + 1
   end
 end
-local function hdel_args(key, from, to)
-  while from <= to do
-    local last = math.min(to, from + 999)
-    redis.call('HDEL', key, unpack(ARGV, from, last))
-    from = last + 1
-  end
-end
+local function hset_args(key, from, to) with_args('HSET', key, from, to) end
+local function hdel_args(key, from, to) with_args('HDEL', key, from, to) end
 "#;
 
 /// `out_fence(e)`, `in_fence(e, source)`: the fences of migration `e`;

@@ -13,18 +13,15 @@ static COMMIT: &str = include_str!("../layout_v1/commit.lua");
 static FENCE_OUT: &str = include_str!("../layout_v1/fence_out.lua");
 static FINALIZE: &str = include_str!("../layout_v1/finalize.lua");
 
-/// The version-1 keys of a session (the tag encoding has not changed).
+/// The version-1 keys of a session: meta, lock, data, reqs, resp (the tag
+/// encoding has not changed since).
 pub fn keys(session: &str) -> [String; 5] {
-    let mut tag = String::new();
-    for c in session.chars() {
-        match c {
-            '%' => tag.push_str("%25"),
-            '{' => tag.push_str("%7B"),
-            '}' => tag.push_str("%7D"),
-            c => tag.push(c),
-        }
-    }
-    ["meta", "lock", "data", "reqs", "resp"].map(|suffix| format!("edge:{{{tag}}}:{suffix}"))
+    let meta = edge_store::SessionKeys::new(session).meta;
+    let base = meta
+        .strip_suffix("meta")
+        .expect("a metadata key")
+        .to_string();
+    ["meta", "lock", "data", "reqs", "resp"].map(|suffix| format!("{base}{suffix}"))
 }
 
 fn iso(ms: i64) -> String {

@@ -145,6 +145,11 @@ pub async fn run(hierarchy_file: &Path, dir: &Path, plan: &LinkPlan) -> anyhow::
     for node in &mut nodes {
         let listener = node.listener.take().expect("each gateway is served once");
         let router = Arc::clone(&node.gateway).router();
+        // TCP_NODELAY: a gateway relays small answers; none should wait
+        // for the previous segment's acknowledgement.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
         servers.push(tokio::spawn(
             async move { axum::serve(listener, router).await },
         ));

@@ -161,10 +161,24 @@ where
             let shared = Arc::clone(&shared);
             async move { shared.call(request).await.map(axum::body::Body::from) }
         });
-    axum::serve(listener, router)
+    axum::serve(with_nodelay(listener), router)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// `listener`, with `TCP_NODELAY` on every accepted connection: a response
+/// leaves at once instead of waiting for the client's acknowledgement of
+/// the previous segment (Nagle's algorithm).
+pub fn with_nodelay(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {error}");
+        }
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -233,12 +247,13 @@ impl<H: Handler<K>, K> Shared<H, K> {
     ) -> Response {
         let keys = SessionKeys::new(&session_id);
         let token = lock::call_token();
+        let limits = self.node_settings.limits();
         let begin = self
             .store
             .begin(
                 &keys,
                 &token,
-                self.node_settings.lock_ttl(self.config.default_lock_ttl),
+                limits.lock_ttl.unwrap_or(self.config.default_lock_ttl),
                 &request_id,
                 now_ms(),
             )
@@ -271,19 +286,30 @@ impl<H: Handler<K>, K> Shared<H, K> {
         let response = match result {
             Ok(Ok(response)) => response,
             failed => {
-                let message = match failed {
-                    Err(panic) => format!("the handler panicked: {}", panic_message(&*panic)),
-                    Ok(Err(error)) => format!("the handler failed: {error}"),
-                    Ok(Ok(_)) => unreachable!("handled above"),
-                };
-                tracing::error!(session = session.id(), "{message}; nothing written");
                 if let Err(error) = self.store.release(&keys, &token).await {
                     tracing::warn!(
                         session = session.id(),
                         "could not release the lock: {error}"
                     );
                 }
-                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message);
+                return match failed {
+                    // The node's Redis failed under the handler's reads:
+                    // nothing was written; the client may retry.
+                    Ok(Err(Error::Redis(error))) => {
+                        unavailable(&error, "reading the session (nothing was written)")
+                    }
+                    Err(panic) => {
+                        let message = format!("the handler panicked: {}", panic_message(&*panic));
+                        tracing::error!(session = session.id(), "{message}; nothing written");
+                        json_error(StatusCode::INTERNAL_SERVER_ERROR, &message)
+                    }
+                    Ok(Err(error)) => {
+                        let message = format!("the handler failed: {error}");
+                        tracing::error!(session = session.id(), "{message}; nothing written");
+                        json_error(StatusCode::INTERNAL_SERVER_ERROR, &message)
+                    }
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
             }
         };
         let retained = retained_form(&response, self.config.replay_max_bytes);
@@ -295,6 +321,8 @@ impl<H: Handler<K>, K> Shared<H, K> {
         let retention = IdRetention {
             window: self.config.request_id_retention,
             max_ids: self.config.request_id_max,
+            session_replay_max: limits.session_replay_max,
+            node_replay_max: limits.node_replay_max,
         };
         match session.commit(&token, record, retention).await {
             Ok(CommitOutcome::Committed) => response,
@@ -376,11 +404,76 @@ impl<H: Handler<K>, K> Shared<H, K> {
     }
 }
 
-/// The lock TTL from the node's configuration in Redis, refreshed in the
-/// background so that reading it costs the request path nothing.
+/// What the node's configuration (its Redis hash `edge:config`) sets for
+/// the call path; missing fields take their defaults.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// `sessions_locks_expiration_time` (else the function's timeout).
+    lock_ttl: Option<Duration>,
+    /// `sessions_lock_wait_time` (else [`DEFAULT_LOCK_WAIT`]).
+    lock_wait: Option<Duration>,
+    /// `sessions_replay_max_bytes`.
+    session_replay_max: u64,
+    /// `node_replay_max_bytes`.
+    node_replay_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            lock_ttl: None,
+            lock_wait: None,
+            session_replay_max: IdRetention::SESSION_REPLAY_MAX,
+            node_replay_max: IdRetention::NODE_REPLAY_MAX,
+        }
+    }
+}
+
+impl Limits {
+    fn from_config(settings: &std::collections::HashMap<String, String>) -> Limits {
+        let field = |name: &str, what: &str, parse: &dyn Fn(&str) -> Option<f64>| {
+            let value = settings.get(name)?;
+            let parsed = parse(value.trim());
+            if parsed.is_none() {
+                tracing::warn!(
+                    "ignoring {name}={value:?} in {}: not {what}",
+                    edge_store::layout::node::CONFIG
+                );
+            }
+            parsed
+        };
+        let seconds = |name: &str| {
+            field(name, "a positive number of seconds", &|v| {
+                v.parse::<f64>().ok().filter(|s| *s > 0.0 && s.is_finite())
+            })
+            .map(Duration::from_secs_f64)
+        };
+        let bytes = |name: &str, default: u64| {
+            field(name, "a number of bytes", &|v| {
+                v.parse::<u64>().ok().map(|b| b as f64)
+            })
+            .map_or(default, |b| b as u64)
+        };
+        Limits {
+            lock_ttl: seconds(node_config::SESSIONS_LOCKS_EXPIRATION_TIME),
+            lock_wait: seconds(node_config::SESSIONS_LOCK_WAIT_TIME),
+            session_replay_max: bytes(
+                node_config::SESSIONS_REPLAY_MAX_BYTES,
+                IdRetention::SESSION_REPLAY_MAX,
+            ),
+            node_replay_max: bytes(
+                node_config::NODE_REPLAY_MAX_BYTES,
+                IdRetention::NODE_REPLAY_MAX,
+            ),
+        }
+    }
+}
+
+/// The node's [`Limits`], refreshed in the background so that reading them
+/// costs the request path nothing.
 struct NodeSettings {
     store: Store,
-    lock_ttl: Mutex<(Option<Duration>, Instant)>,
+    cached: Mutex<(Limits, Instant)>,
     refreshing: AtomicBool,
 }
 
@@ -388,40 +481,28 @@ impl NodeSettings {
     fn new(store: Store) -> Arc<NodeSettings> {
         Arc::new(NodeSettings {
             store,
-            lock_ttl: Mutex::new((None, Instant::now())),
+            cached: Mutex::new((Limits::default(), Instant::now())),
             refreshing: AtomicBool::new(false),
         })
     }
 
-    fn lock_ttl(self: &Arc<Self>, default: Duration) -> Duration {
-        let (ttl, read_at) = *self.lock_ttl.lock().expect("node settings poisoned");
+    fn limits(self: &Arc<Self>) -> Limits {
+        let (limits, read_at) = *self.cached.lock().expect("node settings poisoned");
         if read_at.elapsed() > NODE_CONFIG_REFRESH && !self.refreshing.swap(true, Ordering::AcqRel)
         {
             let this = Arc::clone(self);
             tokio::spawn(async move { this.refresh().await });
         }
-        ttl.unwrap_or(default)
+        limits
     }
 
     async fn refresh(&self) {
-        let read = self.store.config().await;
-        let mut cached = self.lock_ttl.lock().expect("node settings poisoned");
-        match read {
+        match self.store.config().await {
             Ok(settings) => {
-                let value = settings.get(node_config::SESSIONS_LOCKS_EXPIRATION_TIME);
-                let ttl = value
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .filter(|&s| s > 0);
-                if value.is_some() && ttl.is_none() {
-                    tracing::warn!(
-                        "ignoring {}={value:?} in {}: not a positive number of seconds",
-                        node_config::SESSIONS_LOCKS_EXPIRATION_TIME,
-                        edge_store::layout::node::CONFIG
-                    );
-                }
-                *cached = (ttl.map(Duration::from_secs), Instant::now());
+                let limits = Limits::from_config(&settings);
+                *self.cached.lock().expect("node settings poisoned") = (limits, Instant::now());
             }
-            // Keep the last known value; try again at the next call.
+            // Keep the last known values; try again at the next call.
             Err(error) => tracing::debug!("could not read the node configuration: {error}"),
         }
         self.refreshing.store(false, Ordering::Release);
@@ -551,4 +632,20 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut listener = super::with_nodelay(listener);
+        let client = tokio::net::TcpStream::connect(address).await.unwrap();
+        assert!(!client.nodelay().unwrap(), "a plain socket starts without");
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap());
+    }
 }

@@ -18,11 +18,12 @@ static COLLECT_IF_EXPIRED: LazyLock<Lua> = LazyLock::new(|| {
 -- KEYS: meta, data, lock; ARGV: node, session, cutoff_ms
 -- Answers {'deleted', proprietary}, {'locked'} (still idle, in use right
 -- now: it stays in the index) or {'gone'} (no longer idle and held here).
-local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_ACCESSED, F_PROP)
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_ACCESSED, F_PROP, F_REPLAY)
 if m[1] ~= ARGV[1] or m[2] or (tonumber(m[3]) or 0) > tonumber(ARGV[3]) then return {'gone'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'locked'} end
 redis.call('DEL', KEYS[1], KEYS[2])
 unheld(ARGV[2], m[4])
+replayed(-(tonumber(m[5]) or 0))
 return {'deleted', m[4] or ''}
 "#,
     )
@@ -49,9 +50,11 @@ static DELETE_SESSION: LazyLock<Lua> = LazyLock::new(|| {
         &[INDEX, LEGACY],
         r#"
 -- KEYS: meta, data, lock; ARGV: session
-local proprietary = redis.call('HGET', KEYS[1], F_PROP)
+local m = redis.call('HMGET', KEYS[1], F_PROP, F_REPLAY)
+local proprietary = m[1]
 if not proprietary then absent(KEYS[1]) end
 local existed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+replayed(-(tonumber(m[2]) or 0))
 unheld(ARGV[1], proprietary)
 settled(ARGV[1])
 unstub(ARGV[1])

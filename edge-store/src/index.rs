@@ -156,7 +156,7 @@ pub struct AuditReport {
 /// Which index a session's metadata puts it in, with the score it must
 /// have there (`None`: any score).
 fn expected_index(node: &str, fields: &[Option<String>]) -> Option<(String, Option<i64>)> {
-    let [location, fence, proprietary, accessed, fenced_at] = fields else {
+    let [location, fence, proprietary, accessed, fenced_at, ..] = fields else {
         return None;
     };
     let location = location.as_ref()?;
@@ -173,13 +173,28 @@ fn expected_index(node: &str, fields: &[Option<String>]) -> Option<(String, Opti
     })
 }
 
-const STATE_FIELDS: [&str; 5] = [
+const STATE_FIELDS: [&str; 6] = [
     meta::LOCATION,
     meta::FENCE,
     meta::PROPRIETARY,
     meta::ACCESSED,
     meta::FENCED_AT,
+    meta::REPLAY_BYTES,
 ];
+
+/// The bytes a session's retained responses count in the node's total:
+/// its `replay_bytes` if its data is here (held or migrating), else none.
+fn replay_share(node: &str, fields: &[Option<String>]) -> u64 {
+    let here = fields[1].is_some() || fields[0].as_deref() == Some(node);
+    if here {
+        fields[5]
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    }
+}
 
 fn scored(reply: Value) -> Vec<(String, i64)> {
     let Value::Array(items) = reply else {
@@ -344,8 +359,15 @@ impl Store {
     pub async fn rebuild_indexes(&self, page: usize, now_ms: i64) -> Result<RebuildReport> {
         let mut report = RebuildReport::default();
         let mut pages = SessionPages::new(self, page);
+        let mut replay = 0;
         while let Some(sessions) = pages.next().await? {
             report.sessions += sessions.len();
+            replay += self
+                .state_fields(&sessions)
+                .await?
+                .iter()
+                .map(|fields| replay_share(&self.node, fields))
+                .sum::<u64>();
             let cmds: Vec<_> = sessions
                 .iter()
                 .map(|session| {
@@ -359,6 +381,11 @@ impl Store {
                 .collect();
             let _: Vec<Value> = self.eval_pipeline(&[&INDEX_SESSION], &cmds).await?;
         }
+        // Calls committed during the walk may have moved the total a little;
+        // this is a repair, run on a quiet node.
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(node::REPLAY_BYTES).arg(replay);
+        let () = self.query(&cmd).await?;
         report.stale_entries = self.remove_stale_entries(page).await?;
         Ok(report)
     }
@@ -483,10 +510,15 @@ impl Store {
         let mut report = AuditReport::default();
         let mut expected_sizes: HashMap<String, u64> = HashMap::new();
         let mut problems = Vec::new();
+        let mut replay = 0;
         let mut pages = SessionPages::new(self, 500);
         while let Some(sessions) = pages.next().await? {
             report.sessions += sessions.len();
             let states = self.state_fields(&sessions).await?;
+            replay += states
+                .iter()
+                .map(|fields| replay_share(&self.node, fields))
+                .sum::<u64>();
             let mut pipe = redis::pipe();
             let mut checks = Vec::new();
             for (session, fields) in sessions.iter().zip(&states) {
@@ -557,6 +589,16 @@ impl Store {
                     }
                 ));
             }
+        }
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(node::REPLAY_BYTES);
+        let total: Option<u64> = self.query(&cmd).await?;
+        if total.unwrap_or(0) != replay {
+            problems.push(format!(
+                "{} says {} bytes of retained responses, the sessions say {replay}",
+                node::REPLAY_BYTES,
+                total.unwrap_or(0)
+            ));
         }
         report.problems = problems;
         Ok(report)

@@ -40,14 +40,23 @@ pub mod meta {
     /// When the oldest recorded request id leaves the retention window
     /// (plus a slack, so that trimming is rare), ms.
     pub const TRIM_AT: &str = "trim_at";
+    /// Bytes of the responses retained in the request-id records.
+    pub const REPLAY_BYTES: &str = "replay_bytes";
 
     /// The fields that travel with the session when it migrates (with its
     /// request-id records); the others (location, epoch, fence) are set by
     /// the migration itself.
-    pub const PORTABLE: [&str; 5] = [PROPRIETARY, CREATED, ACCESSED, VERSION, TRIM_AT];
+    pub const PORTABLE: [&str; 6] = [
+        PROPRIETARY,
+        CREATED,
+        ACCESSED,
+        VERSION,
+        TRIM_AT,
+        REPLAY_BYTES,
+    ];
     /// The fields every committed session held here has (besides its
     /// request-id records).
-    pub const HELD: [&str; 7] = [
+    pub const HELD: [&str; 8] = [
         PROPRIETARY,
         LOCATION,
         CREATED,
@@ -55,6 +64,7 @@ pub mod meta {
         EPOCH,
         VERSION,
         TRIM_AT,
+        REPLAY_BYTES,
     ];
     /// The fields a stub keeps (no request ids: calls go to the holder).
     pub const STUB: [&str; 6] = [PROPRIETARY, LOCATION, CREATED, ACCESSED, EPOCH, VERSION];
@@ -156,6 +166,9 @@ pub mod node {
     /// Metadata-only records (stubs), scored by when they became one or
     /// were last found alive (ms).
     pub const STUBS: &str = "edge:idx:stubs";
+    /// Bytes of the responses retained for replay by every session whose
+    /// data is here (the sum of their `replay_bytes`).
+    pub const REPLAY_BYTES: &str = "edge:replay:bytes";
 
     /// The LRU index of the sessions owned by `proprietary`.
     pub fn lru(proprietary: &str) -> String {
@@ -176,8 +189,18 @@ pub mod config {
     pub const ONLOAD_THRESHOLD: &str = "onload_threshold";
     /// Seconds before a session lock expires.
     pub const SESSIONS_LOCKS_EXPIRATION_TIME: &str = "sessions_locks_expiration_time";
+    /// Seconds a blocking call waits in line for a session's lock before it
+    /// is answered 503 (may be fractional).
+    pub const SESSIONS_LOCK_WAIT_TIME: &str = "sessions_lock_wait_time";
     /// Seconds of inactivity after which a session is collected.
     pub const SESSIONS_DATA_EXPIRATION_TIME: &str = "sessions_data_expiration_time";
+    /// Bytes of responses one session retains for replays, at most
+    /// (default 1 MiB): past it, the oldest lose their bodies (their ids
+    /// stay, so a repeat is still answered 208, without the body).
+    pub const SESSIONS_REPLAY_MAX_BYTES: &str = "sessions_replay_max_bytes";
+    /// Bytes of responses the whole node retains for replays, at most
+    /// (default 256 MiB): past it, new responses are not retained.
+    pub const NODE_REPLAY_MAX_BYTES: &str = "node_replay_max_bytes";
 }
 
 /// The keys of one session. Every key shares the hash tag `{<session>}`

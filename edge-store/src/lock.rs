@@ -46,7 +46,10 @@ else
   if done then return {'completed', done} end
 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'acquired', m[3]} end
-return {'locked', redis.call('PTTL', KEYS[2]), redis.call('GET', KEYS[2]) or ''}
+local holder = redis.call('GET', KEYS[2])
+-- Sent twice (the first answer was lost with its connection): ours already.
+if holder == ARGV[3] then return {'acquired', m[3]} end
+return {'locked', redis.call('PTTL', KEYS[2]), holder or ''}
 "#,
     )
 });

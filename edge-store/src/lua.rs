@@ -11,7 +11,10 @@
 //!
 //! Scripts are constant: user data only ever travels in `KEYS` and `ARGV`.
 //! They run with `EVALSHA`; a Redis that does not know a script (it
-//! restarted) gets it with `SCRIPT LOAD` and the call is repeated once.
+//! restarted) gets it with `SCRIPT LOAD` and the call is repeated once. A
+//! call whose connection is found broken (the node's Redis restarted since
+//! its last use) is sent once more on the re-established connection; so
+//! every script is idempotent: run twice, it answers as the first run did.
 
 use std::sync::LazyLock;
 
@@ -25,7 +28,7 @@ use crate::{Error, Result, Store};
 pub(crate) const LEGACY_ERROR: &str = "EDGELEGACY";
 
 static PRELUDE: LazyLock<String> = LazyLock::new(|| {
-    let constants: [(&str, &str); 18] = [
+    let constants: [(&str, &str); 20] = [
         ("F_PROP", meta::PROPRIETARY),
         ("F_LOC", meta::LOCATION),
         ("F_CREATED", meta::CREATED),
@@ -39,6 +42,8 @@ static PRELUDE: LazyLock<String> = LazyLock::new(|| {
         ("IDX_OWNERS", node::OWNERS),
         ("IDX_MIGRATING", node::MIGRATING),
         ("IDX_STUBS", node::STUBS),
+        ("NODE_REPLAY", node::REPLAY_BYTES),
+        ("F_REPLAY", meta::REPLAY_BYTES),
         ("MIGRATION_TOKEN", lock::MIGRATION_PREFIX),
         ("FENCE_OUT", fence::OUT),
         ("FENCE_IN", fence::IN),
@@ -84,6 +89,10 @@ local function migrating(s, at) redis.call('ZADD', IDX_MIGRATING, at, s) end
 local function settled(s) redis.call('ZREM', IDX_MIGRATING, s) end
 local function stub(s, at) redis.call('ZADD', IDX_STUBS, at, s) end
 local function unstub(s) redis.call('ZREM', IDX_STUBS, s) end
+local function replayed(delta)
+  delta = tonumber(delta) or 0
+  if delta ~= 0 then redis.call('INCRBY', NODE_REPLAY, delta) end
+end
 "#;
 
 /// `absent(meta_key)`: called when a session's metadata has no location;
@@ -185,16 +194,38 @@ pub(crate) fn is_legacy(error: &redis::RedisError) -> bool {
     error.code() == Some(LEGACY_ERROR)
 }
 
+/// Whether a command failed because the connection was found broken (the
+/// node's Redis restarted, say): the connection manager reconnects, and the
+/// command may be sent once more, since every script is idempotent (a
+/// repeated begin finds its own lock, a repeated commit its own request id).
+fn is_dropped(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() || (error.is_io_error() && !error.is_timeout())
+}
+
 impl Store {
-    /// Runs `cmd` (built with [`Lua::cmd`]), loading the script first if
-    /// the server does not know it.
+    /// Runs `cmd` (built with [`Lua::cmd`]): loads the script first if the
+    /// server does not know it, and sends it once more on a connection
+    /// found broken.
     pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
         let mut redis = self.redis.clone();
-        match cmd.query_async(&mut redis).await {
-            Err(error) if is_noscript(&error) => {
-                self.load(lua).await?;
-                Ok(cmd.query_async(&mut redis).await?)
+        let (mut loaded, mut reconnected) = (false, false);
+        loop {
+            match cmd.query_async(&mut redis).await {
+                Err(error) if is_noscript(&error) && !loaded => {
+                    loaded = true;
+                    self.load(lua).await?;
+                }
+                Err(error) if is_dropped(&error) && !reconnected => reconnected = true,
+                other => return Ok(other?),
             }
+        }
+    }
+
+    /// A plain command, sent once more on a connection found broken.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut redis = self.redis.clone();
+        match cmd.query_async(&mut redis).await {
+            Err(error) if is_dropped(&error) => Ok(cmd.query_async(&mut redis).await?),
             other => Ok(other?),
         }
     }
@@ -232,14 +263,18 @@ impl Store {
             pipe.add_command(cmd.clone());
         }
         let mut redis = self.redis.clone();
-        match pipe.query_async(&mut redis).await {
-            Err(error) if is_noscript(&error) => {
-                for lua in scripts {
-                    self.load(lua).await?;
+        let (mut loaded, mut reconnected) = (false, false);
+        loop {
+            match pipe.query_async(&mut redis).await {
+                Err(error) if is_noscript(&error) && !loaded => {
+                    loaded = true;
+                    for lua in scripts {
+                        self.load(lua).await?;
+                    }
                 }
-                Ok(pipe.query_async(&mut redis).await?)
+                Err(error) if is_dropped(&error) && !reconnected => reconnected = true,
+                other => return Ok(other?),
             }
-            other => Ok(other?),
         }
     }
 

@@ -43,12 +43,18 @@ static FENCE_OUT: LazyLock<Lua> = LazyLock::new(|| {
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_EPOCH, F_PROP, F_CREATED, F_ACCESSED)
 if not m[1] then absent(KEYS[1]) return {'unknown'} end
 if m[1] ~= ARGV[1] then return {'elsewhere', m[1]} end
-if m[2] then return {'busy', 'being migrated'} end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'busy', 'locked'} end
 local epoch = (tonumber(m[3]) or 0) + 1
-redis.call('HSET', KEYS[1], F_FENCE, out_fence(epoch), F_FENCED_AT, ARGV[5])
-unheld(ARGV[2], m[4])
-migrating(ARGV[2], ARGV[5])
+if m[2] then
+  -- Sent twice (the first answer was lost with its connection): fenced already.
+  if m[2] ~= out_fence(epoch) or redis.call('GET', KEYS[2]) ~= ARGV[3] then
+    return {'busy', 'being migrated'}
+  end
+else
+  if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'busy', 'locked'} end
+  redis.call('HSET', KEYS[1], F_FENCE, out_fence(epoch), F_FENCED_AT, ARGV[5])
+  unheld(ARGV[2], m[4])
+  migrating(ARGV[2], ARGV[5])
+end
 local bytes = 0
 for _, key in ipairs({KEYS[1], KEYS[3]}) do
   bytes = bytes + (redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') or 0)
@@ -87,6 +93,8 @@ local incoming = in_fence(ARGV[6], ARGV[5])
 if m[1] == ARGV[1] and not m[2] then return {'conflict', 'this node already holds the session'} end
 if m[2] and m[2] ~= incoming then return {'busy'} end
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+-- A copy imported before (the same migration, sent again) is replaced.
+if m[2] then replayed(-(tonumber(redis.call('HGET', KEYS[1], F_REPLAY)) or 0)) end
 redis.call('DEL', KEYS[1], KEYS[2])
 local meta_end = 8 + 2 * tonumber(ARGV[8])
 local has_owner = false
@@ -94,6 +102,7 @@ for i = 9, meta_end, 2 do if ARGV[i] == F_PROP then has_owner = true end end
 if not has_owner then return {'conflict', 'the transfer names no proprietary node'} end
 hset_args(KEYS[1], 9, meta_end)
 hset_args(KEYS[2], meta_end + 1, #ARGV)
+replayed(redis.call('HGET', KEYS[1], F_REPLAY))
 -- Until the decision, the session's location is still its source.
 redis.call('HSET', KEYS[1], F_LOC, ARGV[5], F_EPOCH, tonumber(ARGV[6]) - 1, F_FENCE, incoming,
   F_FENCED_AT, ARGV[7])
@@ -156,10 +165,11 @@ static FINALIZE: LazyLock<Lua> = LazyLock::new(|| {
         &[INDEX, FENCES, MIGRATION_LOCK, STUB, LEGACY],
         r#"
 -- KEYS: meta, data, lock; ARGV: session, epoch, new_location, now_ms
-local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH)
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_REPLAY)
 if not m[2] then absent(KEYS[1]) end
 if m[1] == out_fence(ARGV[2]) then
   redis.call('DEL', KEYS[2])
+  replayed(-(tonumber(m[4]) or 0))
   redis.call('HSET', KEYS[1], F_LOC, ARGV[3], F_EPOCH, ARGV[2])
   to_stub(KEYS[1])
   drop_migration_lock(KEYS[3])
@@ -177,9 +187,11 @@ static ABORT_OUT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, FENCES, MIGRATION_LOCK, LEGACY],
         r#"
--- KEYS: meta, lock; ARGV: session, epoch
-local m = redis.call('HMGET', KEYS[1], F_FENCE, F_PROP, F_ACCESSED)
-if not m[1] then absent(KEYS[1]) end
+-- KEYS: meta, lock; ARGV: session, epoch, node
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_PROP, F_ACCESSED, F_LOC, F_EPOCH)
+if not m[4] then absent(KEYS[1]) end
+-- Sent twice: aborted already.
+if not m[1] and m[4] == ARGV[3] and m[5] == ARGV[2] then return 'ok' end
 if m[1] ~= out_fence(ARGV[2]) then return 'conflict' end
 redis.call('HDEL', KEYS[1], F_FENCE, F_FENCED_AT)
 redis.call('HSET', KEYS[1], F_EPOCH, ARGV[2])
@@ -195,11 +207,16 @@ static DROP_IN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, FENCES, MIGRATION_LOCK, STUB, LEGACY],
         r#"
--- KEYS: meta, data, lock; ARGV: session, epoch, now_ms
-local fence = redis.call('HGET', KEYS[1], F_FENCE)
-if not fence then absent(KEYS[1]) end
-if not is_in_fence(fence, ARGV[2]) then return 'conflict' end
+-- KEYS: meta, data, lock; ARGV: session, epoch, now_ms, node
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_REPLAY)
+if not m[2] then absent(KEYS[1]) end
+-- Sent twice: dropped already (a stub pointing at the source remains).
+if not m[1] and m[2] and m[2] ~= ARGV[4] and tonumber(m[3]) == tonumber(ARGV[2]) - 1 then
+  return 'ok'
+end
+if not is_in_fence(m[1], ARGV[2]) then return 'conflict' end
 redis.call('DEL', KEYS[2])
+replayed(-(tonumber(m[4]) or 0))
 to_stub(KEYS[1])
 drop_migration_lock(KEYS[3])
 settled(ARGV[1])
@@ -478,7 +495,11 @@ impl Store {
     pub async fn abort_out(&self, session: &str, epoch: u64) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = ABORT_OUT.cmd(2);
-        cmd.arg(&keys.meta).arg(&keys.lock).arg(session).arg(epoch);
+        cmd.arg(&keys.meta)
+            .arg(&keys.lock)
+            .arg(session)
+            .arg(epoch)
+            .arg(&*self.node);
         let reply: String = self.eval_session(&ABORT_OUT, session, &cmd).await?;
         Ok(reply == "ok")
     }
@@ -494,7 +515,8 @@ impl Store {
             .arg(&keys.lock)
             .arg(session)
             .arg(epoch)
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(&*self.node);
         let reply: String = self.eval_session(&DROP_IN, session, &cmd).await?;
         Ok(reply == "ok")
     }

@@ -125,10 +125,8 @@ impl Store {
 
     /// A blocking call's read of `field` (the call holds the lock).
     pub async fn read_field(&self, keys: &SessionKeys, field: &str) -> Result<Option<Vec<u8>>> {
-        Ok(redis::cmd("HGET")
-            .arg(&keys.data)
-            .arg(field)
-            .query_async(&mut self.redis.clone())
-            .await?)
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(&keys.data).arg(field);
+        self.query(&cmd).await
     }
 }

@@ -66,14 +66,21 @@ if old[2] then
   if old[5] then redis.call('HSET', KEYS[1], F_FENCE, old[5], F_FENCED_AT, old[6] or now) end
   local ids = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   local oldest
+  local replay = 0
   for i = 1, #ids, 2 do
     local at = tonumber(ids[i + 1])
     local kept = redis.call('HGET', KEYS[3], ids[i])
     local record = string.format('%d', at)
-    if kept then record = record .. ' ' .. kept end
+    if kept then
+      record = record .. ' ' .. kept
+      replay = replay + #kept
+    end
     redis.call('HSET', KEYS[1], ids[i], record)
     if not oldest or at < oldest then oldest = at end
   end
+  redis.call('HSET', KEYS[1], F_REPLAY, replay)
+  -- A stub keeps none: the data (and its records) live elsewhere.
+  if old[2] == ARGV[1] or old[5] then replayed(replay) end
   if oldest then
     local retention = tonumber(ARGV[4])
     redis.call('HSET', KEYS[1], F_TRIM_AT, oldest + retention + math.floor(retention / 8))

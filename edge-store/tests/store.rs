@@ -19,6 +19,8 @@ const T0: i64 = 1_764_590_400_000;
 const RETENTION: IdRetention = IdRetention {
     window: Duration::from_secs(86_400),
     max_ids: 1000,
+    session_replay_max: IdRetention::SESSION_REPLAY_MAX,
+    node_replay_max: IdRetention::NODE_REPLAY_MAX,
 };
 
 fn store(redis: &RedisServer, node: &str) -> Store {
@@ -344,6 +346,7 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     let by_count = IdRetention {
         window: Duration::from_secs(3600),
         max_ids: 16,
+        ..RETENTION
     };
     for i in 0..16 {
         commit(id(i), T0 + i, by_count).await;
@@ -359,7 +362,7 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     // By age: kept for the window, trimmed once past it by an eighth.
     let by_age = IdRetention {
         window: Duration::from_millis(800),
-        max_ids: 1000,
+        ..RETENTION
     };
     let trim_at: i64 = redis.connection().hget(&keys.meta, meta::TRIM_AT).unwrap();
     // Rescheduled by the count trim: from the oldest kept id, plus the window
@@ -477,4 +480,92 @@ async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
         repeat,
         Begin::Completed(Some(b"200 text/plain\nadded".to_vec()))
     );
+}
+
+#[tokio::test]
+async fn retained_responses_are_bounded_per_session_and_per_node() {
+    let redis = RedisServer::start();
+    let milan = store(&redis, "milan");
+    let bounded = IdRetention {
+        session_replay_max: 1000,
+        node_replay_max: 1400,
+        ..RETENTION
+    };
+    let response = vec![b'r'; 300];
+    let commit = |session: &'static str, id: String, now_ms: i64, retention: IdRetention| {
+        let (milan, response) = (milan.clone(), response.clone());
+        async move {
+            let keys = SessionKeys::new(session);
+            let token = lock::call_token();
+            let Begin::Acquired { proprietary } = milan
+                .begin(&keys, &token, Duration::from_secs(30), &id, now_ms)
+                .await
+                .unwrap()
+            else {
+                panic!("not acquired");
+            };
+            let record = CommitRecord {
+                request_id: &id,
+                now_ms,
+                retained: Some(&response),
+            };
+            assert!(
+                milan
+                    .commit(&keys, &token, &proprietary, &[], record, retention)
+                    .await
+                    .unwrap()
+            );
+        }
+    };
+    let id = |i: i64| format!("00000000-0000-4000-8000-{i:012}");
+    let replay_bytes = |session: &str| -> (u64, u64) {
+        let mut connection = redis.connection();
+        let session: u64 = connection
+            .hget(SessionKeys::new(session).meta, meta::REPLAY_BYTES)
+            .unwrap();
+        let node: u64 = connection.get(node::REPLAY_BYTES).unwrap();
+        (session, node)
+    };
+    for i in 0..3 {
+        commit("cart", id(i), T0 + i, bounded).await;
+    }
+    assert_eq!(replay_bytes("cart"), (900, 900));
+    // Over the session's 1,000 bytes: the oldest lose their bodies, down to 750.
+    commit("cart", id(3), T0 + 3, bounded).await;
+    assert_eq!(replay_bytes("cart"), (600, 600));
+    let replayed = |i: i64| {
+        let milan = milan.clone();
+        async move {
+            match milan
+                .begin(
+                    &SessionKeys::new("cart"),
+                    &lock::call_token(),
+                    Duration::from_secs(30),
+                    &id(i),
+                    T0 + 10,
+                )
+                .await
+                .unwrap()
+            {
+                Begin::Completed(retained) => retained,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        replayed(0).await,
+        None,
+        "the oldest keeps its id, not its body"
+    );
+    assert_eq!(replayed(3).await.as_deref(), Some(&response[..]));
+    // The node's 1,400 bytes: another session's responses fit until then.
+    commit("other", id(10), T0 + 20, bounded).await;
+    commit("other", id(11), T0 + 21, bounded).await;
+    commit("other", id(12), T0 + 22, bounded).await;
+    assert_eq!(replay_bytes("other"), (600, 1200), "the third did not fit");
+    assert_exact(&milan).await;
+    // Deleting a session gives its bytes back.
+    assert!(milan.delete_session("cart").await.unwrap());
+    assert_eq!(replay_bytes("other"), (600, 600));
+    assert_exact(&milan).await;
 }

@@ -56,9 +56,12 @@ async fn main() -> ExitCode {
             tracing::error!("could not index the node's sessions: {error}");
         }
     });
-    let served = axum::serve(listener, offloading_manager::api::router(manager))
-        .with_graceful_shutdown(edge_sdk::runtime::shutdown_signal())
-        .await;
+    let served = axum::serve(
+        edge_sdk::runtime::with_nodelay(listener),
+        offloading_manager::api::router(manager),
+    )
+    .with_graceful_shutdown(edge_sdk::runtime::shutdown_signal())
+    .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

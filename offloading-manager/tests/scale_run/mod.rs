@@ -290,9 +290,21 @@ fn fill_copies(cluster: &Cluster, options: &Options) -> u64 {
         let () = pipe.query(&mut redis).unwrap();
     }
     if !options.legacy {
-        let _: () = redis::cmd("SET")
+        // The node's total of retained responses counts the copies' too.
+        let replay: u64 = redis::cmd("HGET")
+            .arg(SessionKeys::new(&name(0)).meta)
+            .arg(meta::REPLAY_BYTES)
+            .query(&mut redis)
+            .unwrap();
+        let _: () = redis::pipe()
+            .cmd("INCRBY")
+            .arg(node::REPLAY_BYTES)
+            .arg(replay * (options.sessions - options.sample) as u64)
+            .ignore()
+            .cmd("SET")
             .arg(LAYOUT_KEY)
             .arg(LAYOUT_VERSION)
+            .ignore()
             .query(&mut redis)
             .unwrap();
     }

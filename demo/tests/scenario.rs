@@ -27,7 +27,7 @@ async fn the_demo_scenario() {
         [
             (200, 0, None),          // upload in milan
             (208, 0, None),          // same request id
-            (503, 0, None),          // concurrent writer
+            (200, 0, None),          // concurrent writer, served after waiting in line
             (200, 0, None),          // speech-to-text
             (200, 0, None),          // download
             (200, 0, None),          // force-offload

@@ -178,7 +178,7 @@ async fn main() {
 
     step(
         3,
-        "A slow call holds the session's lock; a concurrent writer is told to retry",
+        "A slow call holds the session's lock; a concurrent writer waits in line and is served next",
     );
     let slow = tokio::spawn(add(&milan, "slow", &uuid::Uuid::new_v4().to_string()));
     tokio::time::sleep(Duration::from_millis(200)).await;

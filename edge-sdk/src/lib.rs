@@ -6,7 +6,8 @@
 //! - a **session** named by the client's `X-session` header, with cached
 //!   reads and buffered writes committed atomically at the end of the call;
 //! - a **per-session lock** with a TTL and a fencing check: a call whose lock
-//!   expired cannot write (423), a concurrent call is told to retry (503);
+//!   expired cannot write (423), a concurrent call waits in line and is
+//!   handed the lock when it is released (503 only after a bounded wait);
 //! - **at-most-once execution** by client request ids
 //!   (`X-session-request-id`): a repeat is answered 208 with the original
 //!   response;

@@ -18,8 +18,12 @@
 //!
 //! A blocking call: validate headers (400) → read the body (413) → one
 //! script that checks the location (307), the request id (208) and takes
-//! the lock (503) → run the handler (500 on error or panic, lock released at
-//! once) → one script that commits if the lock is still ours (423 if not).
+//! the lock, or puts the call in line for it; a call in line waits until
+//! the call before it hands the lock over (503 after the node's
+//! `sessions_lock_wait_time`; at once for a session being migrated) → run
+//! the handler (500 on error or panic, lock released at once) → one script
+//! that commits if the lock is still ours (423 if not) and hands the lock
+//! to the next call in line.
 //! A non-blocking call: validate → read the body → read the location (307) →
 //! run the handler with lock-free reads. The node's Redis being unreachable
 //! is a 503 at any step; the connection heals by itself.
@@ -39,7 +43,7 @@ use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use edge_store::layout::{config as node_config, lock};
-use edge_store::{Begin, CommitRecord, IdRetention, LockHolder, SessionKeys, Store};
+use edge_store::{Begin, CommitRecord, IdRetention, LockHolder, SessionKeys, Store, Turn};
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -58,6 +62,10 @@ pub const SESSION_HEADER: &str = "x-session";
 
 /// The longest accepted session name, in bytes.
 pub const MAX_SESSION_NAME: usize = 128;
+/// How long a blocking call waits in line for its session's lock when the
+/// node sets no `sessions_lock_wait_time` (and at most half the function's
+/// timeout).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How long the node configuration read from Redis is trusted.
 const NODE_CONFIG_REFRESH: Duration = Duration::from_secs(2);
 
@@ -248,30 +256,62 @@ impl<H: Handler<K>, K> Shared<H, K> {
         let keys = SessionKeys::new(&session_id);
         let token = lock::call_token();
         let limits = self.node_settings.limits();
-        let begin = self
-            .store
-            .begin(
-                &keys,
-                &token,
-                limits.lock_ttl.unwrap_or(self.config.default_lock_ttl),
-                &request_id,
-                now_ms(),
-            )
-            .await;
-        let proprietary = match begin {
-            Err(error) => return failed_store_step(&error, "taking the session lock"),
-            Ok(Begin::Moved { location }) => return self.redirect_to(&location, &request),
-            Ok(Begin::Completed(retained)) => return replay(retained),
-            Ok(Begin::Locked { holder, .. }) => {
-                let reason = match holder {
-                    LockHolder::Migration => "the session is being migrated to another node",
-                    LockHolder::Call => "the session is locked by another call",
-                };
-                // The holder usually finishes long before its lock would
-                // expire, so suggest a short wait rather than the TTL left.
-                return retry_later(reason, 1);
+        let ttl = limits.lock_ttl.unwrap_or(self.config.default_lock_ttl);
+        // A call waits in line at most this long, and never so long that it
+        // could not run within the function's timeout.
+        let wait = limits
+            .lock_wait
+            .unwrap_or(DEFAULT_LOCK_WAIT)
+            .min(self.config.default_lock_ttl / 2);
+        let deadline = Instant::now() + wait;
+        let proprietary = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let begin = self
+                .store
+                .begin(&keys, &token, ttl, &request_id, now_ms(), left)
+                .await;
+            match begin {
+                Err(error) => return failed_store_step(&error, "taking the session lock"),
+                Ok(Begin::Moved { location }) => return self.redirect_to(&location, &request),
+                Ok(Begin::Completed(retained)) => return replay(retained),
+                Ok(Begin::Locked { holder, .. }) => {
+                    let reason = match holder {
+                        LockHolder::Migration => "the session is being migrated to another node",
+                        LockHolder::Call => "the session is locked by another call",
+                    };
+                    // The holder usually finishes long before its lock
+                    // would expire: a short wait rather than the TTL left.
+                    return retry_later(reason, 1);
+                }
+                Ok(Begin::Acquired { proprietary }) => break proprietary,
+                Ok(Begin::Queued {
+                    proprietary,
+                    lock_expires_in,
+                }) => {
+                    // Until the hand-over, or until the holder's lock
+                    // expires (its call died: no hand-over will come).
+                    let until = left.min(lock_expires_in + Duration::from_millis(20));
+                    match self.store.wait_turn(&keys, &token, until).await {
+                        Ok(Turn::Go) => break proprietary,
+                        // Begin again: its request id completed meanwhile,
+                        // the session moved or is being migrated, or the
+                        // holder's lock expired.
+                        Ok(Turn::Again | Turn::TimedOut) if Instant::now() < deadline => continue,
+                        Ok(_) => {
+                            return retry_later(
+                                &format!(
+                                    "the session is locked by another call (waited {} ms in line)",
+                                    wait.as_millis()
+                                ),
+                                1,
+                            );
+                        }
+                        Err(error) => {
+                            return failed_store_step(&error, "waiting for the session lock");
+                        }
+                    }
+                }
             }
-            Ok(Begin::Acquired { proprietary }) => proprietary,
         };
         let mut session = Session::new(
             keys.clone(),
@@ -286,7 +326,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
         let response = match result {
             Ok(Ok(response)) => response,
             failed => {
-                if let Err(error) = self.store.release(&keys, &token).await {
+                if let Err(error) = self.store.release(&keys, &token, now_ms()).await {
                     tracing::warn!(
                         session = session.id(),
                         "could not release the lock: {error}"

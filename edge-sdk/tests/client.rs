@@ -21,6 +21,12 @@ async fn count(_req: Request, session: &mut Session) -> edge_sdk::Result<String>
 #[tokio::test]
 async fn a_locked_session_is_retried_with_the_same_id_and_runs_once() {
     let redis = RedisServer::start();
+    // Calls wait in line only briefly here, so that the client's own
+    // retries are what is tested.
+    let _: () = redis
+        .connection()
+        .hset("edge:config", "sessions_lock_wait_time", "0.05")
+        .unwrap();
     let node = TestNode::start(count, &redis, NodeOptions::edge()).await;
     let client = Client::new();
     let url = node.url("/");

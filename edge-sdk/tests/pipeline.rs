@@ -285,8 +285,12 @@ async fn request_ids_are_bounded_per_session() {
 }
 
 #[tokio::test]
-async fn a_locked_session_is_a_503_with_retry_after() {
+async fn a_session_locked_past_the_wait_or_migrating_is_a_503_with_retry_after() {
     let redis = RedisServer::start();
+    let _: () = redis
+        .connection()
+        .hset("edge:config", "sessions_lock_wait_time", "0.3")
+        .unwrap();
     let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
     let keys = edge_store::SessionKeys::new("busy");
     let client = http_client();
@@ -313,6 +317,53 @@ async fn a_locked_session_is_a_503_with_retry_after() {
         assert!(body["message"].as_str().unwrap().contains(reason));
     }
     assert!(hget(&redis, "busy", "value").is_none());
+}
+
+#[tokio::test]
+async fn a_call_waits_in_line_for_a_locked_session_and_is_served_next() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(store_body, &redis, NodeOptions::edge()).await;
+    let store =
+        edge_store::Store::open(&redis.url(), None, Duration::from_secs(5), "edge").unwrap();
+    let keys = edge_store::SessionKeys::new("line");
+    let holder = edge_store::layout::lock::call_token();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let begun = store
+        .begin(
+            &keys,
+            &holder,
+            Duration::from_secs(30),
+            &request_id(),
+            now(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(begun, edge_store::Begin::Acquired { .. }));
+    let waiting = tokio::spawn(
+        http_client()
+            .post(node.url("/?value"))
+            .header("X-session", "line")
+            .header("X-session-request-id", request_id())
+            .body("after the holder")
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.connection().llen::<_, usize>(&keys.queue).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the call never got in line");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!waiting.is_finished(), "the call waits, it is not bounced");
+    // The holder lets go: the lock passes to the call in line, which runs.
+    assert!(store.release(&keys, &holder, now()).await.unwrap());
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(hget(&redis, "line", "value").unwrap(), b"bafter the holder");
 }
 
 static FAIL_MODE: AtomicUsize = AtomicUsize::new(0);
@@ -525,7 +576,7 @@ async fn concurrent_increments_are_neither_lost_nor_applied_twice() {
                             acknowledged.push(id.clone());
                             break;
                         }
-                        Ok(r) if r.status() == 503 || r.status() == 423 => {}
+                        // Calls wait in line: never bounced with a 503.
                         Ok(r) => panic!("unexpected status {}", r.status()),
                         Err(e) if e.is_timeout() => {}
                         Err(e) => panic!("request failed: {e}"),

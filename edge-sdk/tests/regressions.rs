@@ -210,6 +210,10 @@ async fn touch(_req: Request, session: &mut Session) -> edge_sdk::Result<&'stati
 #[tokio::test]
 async fn item_7_last_access_changes_only_with_a_commit() {
     let redis = RedisServer::start();
+    let _: () = redis
+        .connection()
+        .hset("edge:config", "sessions_lock_wait_time", "0.2")
+        .unwrap();
     let node = TestNode::start(touch, &redis, NodeOptions::edge()).await;
     assert_eq!(post(&node, "clock", "").await.status(), 200);
     let first = meta(&redis, "clock");

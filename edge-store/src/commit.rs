@@ -16,16 +16,17 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::layout::SessionKeys;
+use crate::lock::HAND_OVER;
 use crate::lua::{ARGS, INDEX, Lua};
 use crate::{Result, Store};
 
 static COMMIT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[INDEX, ARGS, TRIM],
+        &[INDEX, ARGS, TRIM, HAND_OVER],
         r#"
--- KEYS: meta, lock, data
+-- KEYS: meta, lock, data, queue
 -- ARGV: token, node, session, proprietary, request_id, now_ms, retention_ms, max_ids,
---       retained ('' = none), session_replay_max, node_replay_max,
+--       retained ('' = none), session_replay_max, node_replay_max, wake_prefix,
 --       n_sets, then n_sets (field, value) pairs, then the fields to delete
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   -- Sent twice (the first answer was lost with its connection): done already.
@@ -37,10 +38,12 @@ local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_VERSION, F_TRIM_AT, F_R
 -- but free the lock, which is still this call's.
 if m[1] ~= ARGV[2] or m[2] then
   redis.call('DEL', KEYS[2])
+  -- Those in line begin again, and learn where the session went.
+  wake_all(KEYS[4], ARGV[12], 'retry')
   return 0
 end
-local sets_end = 12 + 2 * tonumber(ARGV[12])
-hset_args(KEYS[3], 13, sets_end)
+local sets_end = 13 + 2 * tonumber(ARGV[13])
+hset_args(KEYS[3], 14, sets_end)
 hdel_args(KEYS[3], sets_end + 1, #ARGV)
 local now, retention, max = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local session_max, node_max = tonumber(ARGV[10]), tonumber(ARGV[11])
@@ -64,7 +67,7 @@ if now >= trim_at or replay > session_max or redis.call('HLEN', KEYS[1]) - HELD_
   redis.call('HSET', KEYS[1], F_TRIM_AT, next_at, F_REPLAY, kept)
 end
 held(ARGV[3], ARGV[4], ARGV[6])
-redis.call('DEL', KEYS[2])
+hand_over(KEYS[1], KEYS[2], KEYS[4], ARGV[12], now)
 return 1
 "#,
     )
@@ -179,10 +182,11 @@ impl Store {
     ) -> Result<bool> {
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
         debug_assert!(crate::layout::is_request_id(record.request_id.as_bytes()));
-        let mut cmd = COMMIT.cmd(3);
+        let mut cmd = COMMIT.cmd(4);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
             .arg(&keys.data)
+            .arg(&keys.queue)
             .arg(token)
             .arg(&*self.node)
             .arg(&keys.name)
@@ -194,6 +198,7 @@ impl Store {
             .arg(record.retained.unwrap_or_default())
             .arg(retention.session_replay_max)
             .arg(retention.node_replay_max)
+            .arg(&keys.wake_prefix)
             .arg(sets);
         for (field, value) in writes {
             if let Some(value) = value {

@@ -220,6 +220,13 @@ pub struct SessionKeys {
     pub data: String,
     /// The lock: the holder's token, with a TTL.
     pub lock: String,
+    /// Blocking calls waiting in line for the lock, oldest first:
+    /// `<token> <request id> <deadline ms> <lock ttl ms>`.
+    pub queue: String,
+    /// Prefix of each waiting call's wake-up list (`<prefix><token>`): the
+    /// call that releases the lock pushes `go` (the lock is now the
+    /// waiter's), `done` (its request id completed meanwhile) or `retry`.
+    pub wake_prefix: String,
 }
 
 impl SessionKeys {
@@ -246,6 +253,8 @@ impl SessionKeys {
             meta: key("meta"),
             data: key("data"),
             lock: key("lock"),
+            queue: key("queue"),
+            wake_prefix: key("wake:"),
             name: session.to_string(),
         }
     }

@@ -23,6 +23,8 @@
 //! │                                          a length no field name above has)
 //! ├─ edge:{cart-42}:data   hash    <key> → <tag><payload>   tag s (string), b (bytes), l (JSON list)
 //! ├─ edge:{cart-42}:lock   string  holder's token (migrations: migration:<random>), PX ttl
+//! ├─ edge:{cart-42}:queue  list    calls waiting for the lock: <token> <request id> <deadline> <ttl>
+//! ├─ edge:{cart-42}:wake:<token>   list  go | done | retry, pushed by the call that releases the lock
 //! │
 //! ├─ edge:config           hash    the node's settings (thesis B.1 names)
 //! ├─ edge:layout           string  2, once every session is in this layout and indexed
@@ -85,7 +87,7 @@ pub use collect::Collected;
 pub use commit::{CommitRecord, IdRetention};
 pub use index::{AuditReport, Candidate, RebuildReport};
 pub use layout::SessionKeys;
-pub use lock::{Begin, LockHolder};
+pub use lock::{Begin, LockHolder, Turn};
 pub use migration::{CasOutcome, Exported, Fence, FenceOutcome, Fenced, ImportOutcome};
 pub use node::Meta;
 pub use read::{ReadLocation, ReadOutcome};
@@ -111,6 +113,7 @@ pub enum Error {
 pub struct Store {
     redis: ConnectionManager,
     node: Arc<str>,
+    waiting: Arc<lock::WaitingConnections>,
 }
 
 impl std::fmt::Debug for Store {
@@ -122,14 +125,6 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// The store of node `node` on `redis`.
-    pub fn new(redis: ConnectionManager, node: impl Into<Arc<str>>) -> Store {
-        Store {
-            redis,
-            node: node.into(),
-        }
-    }
-
     /// Opens the store of node `node` at `url` ([`connect`]).
     pub fn open(
         url: &str,
@@ -137,7 +132,12 @@ impl Store {
         timeout: Duration,
         node: impl Into<Arc<str>>,
     ) -> Result<Store> {
-        Ok(Store::new(connect(url, password, timeout)?, node))
+        let client = client(url, password)?;
+        Ok(Store {
+            redis: connect_client(client.clone(), timeout)?,
+            node: node.into(),
+            waiting: Arc::new(lock::WaitingConnections::new(client, timeout)),
+        })
     }
 
     /// This node's name.
@@ -161,12 +161,22 @@ pub fn connect(
     password: Option<&str>,
     timeout: Duration,
 ) -> Result<ConnectionManager, RedisError> {
+    connect_client(client(url, password)?, timeout)
+}
+
+fn client(url: &str, password: Option<&str>) -> Result<redis::Client, RedisError> {
     let mut info: redis::ConnectionInfo = url.parse()?;
     if let Some(password) = password {
         let settings = info.redis_settings().clone().set_password(password);
         info = info.set_redis_settings(settings);
     }
-    let client = redis::Client::open(info)?;
+    redis::Client::open(info)
+}
+
+fn connect_client(
+    client: redis::Client,
+    timeout: Duration,
+) -> Result<ConnectionManager, RedisError> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))

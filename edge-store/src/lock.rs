@@ -16,10 +16,11 @@
 //! the lock of a call whose handler failed, if it still holds it. A lock
 //! whose holder died expires after its TTL.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use redis::Value;
+use redis::aio::MultiplexedConnection;
 
 use crate::layout::{SessionKeys, lock, retained_of};
 use crate::lua::{INDEX, LEGACY, Lua};
@@ -29,7 +30,8 @@ static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[INDEX, LEGACY],
         r#"
--- KEYS: meta, lock; ARGV: node, session, token, ttl_ms, request_id, now_ms
+-- KEYS: meta, lock, queue
+-- ARGV: node, session, token, ttl_ms, request_id, now_ms, wait_ms (0: do not wait)
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_PROP)
 if not m[1] then
   absent(KEYS[1])
@@ -49,18 +51,88 @@ if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'acquir
 local holder = redis.call('GET', KEYS[2])
 -- Sent twice (the first answer was lost with its connection): ours already.
 if holder == ARGV[3] then return {'acquired', m[3]} end
+local wait = tonumber(ARGV[7])
+-- In line behind another call (never behind a migration: that is a 503 now).
+if holder and wait > 0 and string.sub(holder, 1, #MIGRATION_TOKEN) ~= MIGRATION_TOKEN then
+  local deadline = tonumber(ARGV[6]) + wait
+  redis.call('RPUSH', KEYS[3], ARGV[3] .. ' ' .. ARGV[5] .. ' ' .. deadline .. ' ' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], wait + tonumber(ARGV[4]))
+  return {'queued', m[3], redis.call('PTTL', KEYS[2])}
+end
 return {'locked', redis.call('PTTL', KEYS[2]), holder or ''}
 "#,
     )
 });
 
+/// `hand_over(meta_key, lock_key, queue_key, wake_prefix, now)`: the lock
+/// passes to the first call in line that is still waiting (its entry's
+/// deadline not past), which is woken with `go`; a waiting call whose
+/// request id completed meanwhile is woken with `done`. With nobody in
+/// line, the lock is deleted. `wake_all(queue_key, wake_prefix, word)`
+/// wakes every call in line with `word`.
+pub(crate) const HAND_OVER: &str = r#"
+local function wake(wake_prefix, token, word, ttl)
+  local key = wake_prefix .. token
+  redis.call('RPUSH', key, word)
+  redis.call('PEXPIRE', key, ttl)
+end
+local function hand_over(meta_key, lock_key, queue_key, wake_prefix, now)
+  while true do
+    local entry = redis.call('LPOP', queue_key)
+    if not entry then
+      redis.call('DEL', lock_key)
+      return
+    end
+    local token, id, deadline, ttl = string.match(entry, '^(%S+) (%S+) (%d+) (%d+)$')
+    if token and tonumber(deadline) > now then
+      if redis.call('HEXISTS', meta_key, id) == 1 then
+        wake(wake_prefix, token, 'done', ttl)
+      else
+        redis.call('SET', lock_key, token, 'PX', ttl)
+        wake(wake_prefix, token, 'go', ttl)
+        return
+      end
+    end
+  end
+end
+local function wake_all(queue_key, wake_prefix, word)
+  local entries = redis.call('LRANGE', queue_key, 0, -1)
+  redis.call('DEL', queue_key)
+  for _, entry in ipairs(entries) do
+    local token, _, _, ttl = string.match(entry, '^(%S+) (%S+) (%d+) (%d+)$')
+    if token then wake(wake_prefix, token, word, ttl) end
+  end
+end
+"#;
+
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[HAND_OVER],
+        r#"
+-- KEYS: lock, queue, meta; ARGV: token, wake_prefix, now_ms
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+hand_over(KEYS[3], KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
+return 1
+"#,
+    )
+});
+
+static LEAVE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[],
         r#"
--- KEYS: lock; ARGV: token
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+-- KEYS: queue, lock, wake; ARGV: token
+-- A waiting call gives up: out of the line, unless it was woken meanwhile.
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, entry in ipairs(entries) do
+  if string.sub(entry, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+    redis.call('LREM', KEYS[1], 1, entry)
+  end
+end
+local word = redis.call('LPOP', KEYS[3])
+if word then return word end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 'go' end
+return 'timeout'
 "#,
     )
 });
@@ -80,6 +152,16 @@ pub enum Begin {
     },
     /// The request id was already committed; the retained response, if any.
     Completed(Option<Vec<u8>>),
+    /// Another call holds the lock; this one is in line for it: see
+    /// [`Store::wait_turn`].
+    Queued {
+        /// The session's proprietary node.
+        proprietary: String,
+        /// When the holder's lock expires if it is never released (its
+        /// call died): no hand-over will come then, and the call should
+        /// begin again at that time rather than wait for nothing.
+        lock_expires_in: Duration,
+    },
     /// Another call, or a migration, holds the lock or fences the session.
     Locked {
         /// Time until the lock expires (zero for a fence).
@@ -98,9 +180,64 @@ pub enum LockHolder {
     Migration,
 }
 
+/// How a wait in line for a session's lock ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// The lock is the call's now.
+    Go,
+    /// The call's request id completed meanwhile (a retry got in first),
+    /// or the session moved or is being migrated: begin again to learn.
+    Again,
+    /// The wait is over and the lock was not handed to the call.
+    TimedOut,
+}
+
+/// Connections for the calls waiting in line: a blocking `BLPOP` holds a
+/// connection, so each waiting call takes one of its own from this pool
+/// (made when needed, kept for the next).
+pub(crate) struct WaitingConnections {
+    client: redis::Client,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+}
+
+/// Idle waiting connections kept for later waits.
+const IDLE_WAITING_CONNECTIONS: usize = 64;
+
+impl WaitingConnections {
+    pub(crate) fn new(client: redis::Client, connect_timeout: Duration) -> WaitingConnections {
+        WaitingConnections {
+            client,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn take(&self) -> Result<MultiplexedConnection> {
+        if let Some(connection) = self.idle.lock().expect("waiting connections").pop() {
+            return Ok(connection);
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    fn give_back(&self, connection: MultiplexedConnection) {
+        let mut idle = self.idle.lock().expect("waiting connections");
+        if idle.len() < IDLE_WAITING_CONNECTIONS {
+            idle.push(connection);
+        }
+    }
+}
+
 impl Store {
     /// Checks location and request id and takes the session's lock with
-    /// `token`, in one atomic round trip.
+    /// `token`, in one atomic round trip. If another call holds it and
+    /// `wait` is not zero, the call gets in line: [`Begin::Queued`].
     pub async fn begin(
         &self,
         keys: &SessionKeys,
@@ -108,23 +245,30 @@ impl Store {
         ttl: Duration,
         request_id: &str,
         now_ms: i64,
+        wait: Duration,
     ) -> Result<Begin> {
         debug_assert!(crate::layout::is_request_id(request_id.as_bytes()));
-        let mut cmd = BEGIN.cmd(2);
+        let mut cmd = BEGIN.cmd(3);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
+            .arg(&keys.queue)
             .arg(&*self.node)
             .arg(&keys.name)
             .arg(token)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(request_id)
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(wait.as_millis() as u64);
         let reply: Vec<Value> = self.eval_session(&BEGIN, &keys.name, &cmd).await?;
         let mut items = reply.into_iter();
         let tag = text(items.next().as_ref());
         Ok(match tag.as_str() {
             "acquired" => Begin::Acquired {
                 proprietary: text(items.next().as_ref()),
+            },
+            "queued" => Begin::Queued {
+                proprietary: text(items.next().as_ref()),
+                lock_expires_in: Duration::from_millis(int(items.next().as_ref()).max(0) as u64),
             },
             "moved" => Begin::Moved {
                 location: text(items.next().as_ref()),
@@ -153,11 +297,58 @@ impl Store {
         })
     }
 
-    /// Releases the lock if `token` still holds it; returns whether it did.
-    pub async fn release(&self, keys: &SessionKeys, token: &str) -> Result<bool> {
-        let mut cmd = RELEASE.cmd(1);
-        cmd.arg(&keys.lock).arg(token);
-        let deleted: i64 = self.eval(&RELEASE, &cmd).await?;
-        Ok(deleted == 1)
+    /// Waits, for at most `wait`, until the call of `token` (queued by
+    /// [`Store::begin`]) is handed the session's lock, woken by the call
+    /// that releases it — a hand-over, not a polling loop. Calls are handed
+    /// the lock in the order they got in line.
+    pub async fn wait_turn(&self, keys: &SessionKeys, token: &str, wait: Duration) -> Result<Turn> {
+        let wake = format!("{}{token}", keys.wake_prefix);
+        let mut connection = self.waiting.take().await?;
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(&wake).arg(wait.as_secs_f64().max(0.001));
+        // BLPOP answers by itself after `wait`; the margin covers a Redis
+        // that stopped answering at all.
+        let woken = tokio::time::timeout(
+            wait + Duration::from_secs(2),
+            blpop.query_async::<Option<(String, String)>>(&mut connection),
+        )
+        .await;
+        let word = match woken {
+            Ok(Ok(Some((_, word)))) => {
+                self.waiting.give_back(connection);
+                word
+            }
+            Ok(Ok(None)) => {
+                self.waiting.give_back(connection);
+                let mut cmd = LEAVE.cmd(3);
+                cmd.arg(&keys.queue).arg(&keys.lock).arg(&wake).arg(token);
+                self.eval::<String>(&LEAVE, &cmd).await?
+            }
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => {
+                let mut cmd = LEAVE.cmd(3);
+                cmd.arg(&keys.queue).arg(&keys.lock).arg(&wake).arg(token);
+                self.eval::<String>(&LEAVE, &cmd).await?
+            }
+        };
+        Ok(match word.as_str() {
+            "go" => Turn::Go,
+            "timeout" => Turn::TimedOut,
+            _ => Turn::Again,
+        })
+    }
+
+    /// Releases the lock if `token` still holds it, handing it to the next
+    /// call in line if any; returns whether it did.
+    pub async fn release(&self, keys: &SessionKeys, token: &str, now_ms: i64) -> Result<bool> {
+        let mut cmd = RELEASE.cmd(3);
+        cmd.arg(&keys.lock)
+            .arg(&keys.queue)
+            .arg(&keys.meta)
+            .arg(token)
+            .arg(&keys.wake_prefix)
+            .arg(now_ms);
+        let released: i64 = self.eval(&RELEASE, &cmd).await?;
+        Ok(released == 1)
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use edge_store::layout::{lock, meta, node};
 use edge_store::{
     Begin, CasOutcome, Collected, CommitRecord, Fence, FenceOutcome, IdRetention, ImportOutcome,
-    SessionKeys, Store,
+    LockHolder, SessionKeys, Store, Turn,
 };
 use redis::Commands;
 use test_support::{RedisServer, layout_v1};
@@ -43,7 +43,14 @@ async fn call(store: &Store, session: &str, value: &[u8], now_ms: i64) -> bool {
     let token = lock::call_token();
     let id = uuid::Uuid::new_v4().to_string();
     let proprietary = match store
-        .begin(&keys, &token, Duration::from_secs(30), &id, now_ms)
+        .begin(
+            &keys,
+            &token,
+            Duration::from_secs(30),
+            &id,
+            now_ms,
+            Duration::ZERO,
+        )
         .await
         .unwrap()
     {
@@ -221,7 +228,14 @@ async fn every_step_keeps_the_indexes_exact() {
     let id = uuid::Uuid::new_v4().to_string();
     assert!(matches!(
         milan
-            .begin(&keys, &token, Duration::from_secs(30), &id, T0 + 50)
+            .begin(
+                &keys,
+                &token,
+                Duration::from_secs(30),
+                &id,
+                T0 + 50,
+                Duration::ZERO
+            )
             .await
             .unwrap(),
         Begin::Acquired { .. }
@@ -233,7 +247,7 @@ async fn every_step_keeps_the_indexes_exact() {
         proprietary: "milan".into(),
     };
     assert_eq!(collected, [Collected::Locked, deleted.clone()]);
-    assert!(milan.release(&keys, &token).await.unwrap());
+    assert!(milan.release(&keys, &token, T0 + 60).await.unwrap());
     // Used since the cut-off (its last commit was at T0 + 1): not collected.
     assert_eq!(
         milan.collect_if_expired(&["s2".into()], T0).await.unwrap(),
@@ -311,7 +325,14 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
         async move {
             let token = lock::call_token();
             let Begin::Acquired { proprietary } = milan
-                .begin(&keys, &token, Duration::from_secs(30), &id, now_ms)
+                .begin(
+                    &keys,
+                    &token,
+                    Duration::from_secs(30),
+                    &id,
+                    now_ms,
+                    Duration::ZERO,
+                )
                 .await
                 .unwrap()
             else {
@@ -411,6 +432,7 @@ async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
             Duration::from_secs(30),
             "00000000-0000-4000-8000-000000000001",
             layout_v1::now_ms(),
+            Duration::ZERO,
         )
         .await
         .unwrap();
@@ -473,6 +495,7 @@ async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
             Duration::from_secs(30),
             "00000000-0000-4000-8000-000000000202",
             layout_v1::now_ms(),
+            Duration::ZERO,
         )
         .await
         .unwrap();
@@ -498,7 +521,14 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
             let keys = SessionKeys::new(session);
             let token = lock::call_token();
             let Begin::Acquired { proprietary } = milan
-                .begin(&keys, &token, Duration::from_secs(30), &id, now_ms)
+                .begin(
+                    &keys,
+                    &token,
+                    Duration::from_secs(30),
+                    &id,
+                    now_ms,
+                    Duration::ZERO,
+                )
                 .await
                 .unwrap()
             else {
@@ -543,6 +573,7 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
                     Duration::from_secs(30),
                     &id(i),
                     T0 + 10,
+                    Duration::ZERO,
                 )
                 .await
                 .unwrap()
@@ -567,5 +598,148 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
     // Deleting a session gives its bytes back.
     assert!(milan.delete_session("cart").await.unwrap());
     assert_eq!(replay_bytes("other"), (600, 600));
+    assert_exact(&milan).await;
+}
+
+#[tokio::test]
+async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
+    let redis = RedisServer::start();
+    let milan = store(&redis, "milan");
+    let keys = SessionKeys::new("hot");
+    let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let ttl = Duration::from_secs(30);
+    let wait = Duration::from_secs(20);
+    let holder = lock::call_token();
+    let now = layout_v1::now_ms();
+    assert!(matches!(
+        milan
+            .begin(&keys, &holder, ttl, &id(0), now, wait)
+            .await
+            .unwrap(),
+        Begin::Acquired { .. }
+    ));
+    // Three calls get in line, in this order.
+    let tokens: Vec<String> = (1..=3).map(|_| lock::call_token()).collect();
+    for (i, token) in tokens.iter().enumerate() {
+        assert!(matches!(
+            milan
+                .begin(&keys, token, ttl, &id(i + 1), now, wait)
+                .await
+                .unwrap(),
+            Begin::Queued { .. }
+        ));
+    }
+    let waiting: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            let (milan, keys, token) = (milan.clone(), keys.clone(), token.clone());
+            tokio::spawn(async move {
+                let turn = milan.wait_turn(&keys, &token, wait).await.unwrap();
+                (token, turn)
+            })
+        })
+        .collect();
+    // Each release hands the lock to the next in line, who releases it in turn.
+    let mut order = Vec::new();
+    let mut current = holder;
+    for waiter in waiting {
+        assert!(
+            milan
+                .release(&keys, &current, layout_v1::now_ms())
+                .await
+                .unwrap()
+        );
+        let (token, turn) = waiter.await.unwrap();
+        assert_eq!(turn, Turn::Go);
+        let lock: String = redis.connection().get(&keys.lock).unwrap();
+        assert_eq!(lock, token, "the lock was handed to the woken call");
+        order.push(token.clone());
+        current = token;
+    }
+    assert_eq!(order, tokens);
+    assert!(
+        milan
+            .release(&keys, &current, layout_v1::now_ms())
+            .await
+            .unwrap()
+    );
+    let free: bool = redis.connection().exists(&keys.lock).unwrap();
+    assert!(!free, "with nobody in line the lock is deleted");
+
+    // The wait is bounded: a holder that never lets go, a waiter that gives up.
+    let stuck = lock::call_token();
+    milan
+        .begin(&keys, &stuck, ttl, &id(10), layout_v1::now_ms(), wait)
+        .await
+        .unwrap();
+    let patient = lock::call_token();
+    let short = Duration::from_millis(300);
+    assert!(matches!(
+        milan
+            .begin(&keys, &patient, ttl, &id(11), layout_v1::now_ms(), short)
+            .await
+            .unwrap(),
+        Begin::Queued { .. }
+    ));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        milan.wait_turn(&keys, &patient, short).await.unwrap(),
+        Turn::TimedOut
+    );
+    assert!(started.elapsed() >= short);
+    let queue: usize = redis.connection().llen(&keys.queue).unwrap();
+    assert_eq!(queue, 0, "a call that gave up left the line");
+    // A call whose request id completed while it waited is told to begin
+    // again (and then replays the answer).
+    let repeat = lock::call_token();
+    assert!(matches!(
+        milan
+            .begin(&keys, &repeat, ttl, &id(10), layout_v1::now_ms(), wait)
+            .await
+            .unwrap(),
+        Begin::Queued { .. }
+    ));
+    let record = CommitRecord {
+        request_id: &id(10),
+        now_ms: layout_v1::now_ms(),
+        retained: Some(b"200 text/plain\nfirst"),
+    };
+    assert!(
+        milan
+            .commit(&keys, &stuck, "milan", &[], record, RETENTION)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        milan.wait_turn(&keys, &repeat, wait).await.unwrap(),
+        Turn::Again
+    );
+    assert_eq!(
+        milan
+            .begin(&keys, &repeat, ttl, &id(10), layout_v1::now_ms(), wait)
+            .await
+            .unwrap(),
+        Begin::Completed(Some(b"200 text/plain\nfirst".to_vec()))
+    );
+    // Never in line behind a migration: that is answered at once.
+    let epoch = fence(&milan, "hot", layout_v1::now_ms()).await;
+    assert!(matches!(
+        milan
+            .begin(
+                &keys,
+                &lock::call_token(),
+                ttl,
+                &id(12),
+                layout_v1::now_ms(),
+                wait
+            )
+            .await
+            .unwrap(),
+        Begin::Locked {
+            holder: LockHolder::Migration,
+            ..
+        }
+    ));
+    assert!(milan.abort_out("hot", epoch).await.unwrap());
     assert_exact(&milan).await;
 }

@@ -39,9 +39,22 @@
 //!   with `MONITOR`, which tells a client's commands from a script's.
 //!   `MONITOR` slows Redis down, so this pass is never timed.
 //!
+//! - **floor**: a plain `axum` handler that makes two Redis round trips
+//!   (`PING`) and answers the body's length: what a blocking call cannot
+//!   go below (one round trip before the handler, one after). Ratios to it
+//!   and to the bare handler are printed.
+//!
 //! Client, servers and Redis share the machine's cores: the figures are for
 //! comparing the scenarios with each other, not absolute capacity. The load
 //! average is printed before and after, as a hint of other work running.
+//!
+//! **Instruction counts** (repeatable on a noisy machine): unless
+//! `--no-instructions` is given, it then runs `redis-server`, a blocking
+//! function server and the bare server again under `valgrind
+//! --tool=callgrind`, makes [`COUNTED_CALLS`] sequential calls after a
+//! warm-up, and prints the instructions each process spent per call
+//! (counters zeroed with `callgrind_control -z` before, read with `-d`
+//! after), beside those of a `PING`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -88,10 +101,14 @@ async fn read_key(_req: Request, session: &Session) -> edge_sdk::Result<String> 
     Ok(value.map_or(0, |v| v.len()).to_string())
 }
 
+/// Calls counted under callgrind, after as many unmeasured ones.
+const COUNTED_CALLS: usize = 300;
+
 /// The server a scenario calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Bare,
+    Floor,
     Blocking,
     NonBlocking,
 }
@@ -100,6 +117,7 @@ impl Kind {
     fn label(self) -> &'static str {
         match self {
             Kind::Bare => "bare axum",
+            Kind::Floor => "floor",
             Kind::Blocking => "blocking",
             Kind::NonBlocking => "non-blocking",
         }
@@ -109,7 +127,7 @@ impl Kind {
     fn expected_body(self) -> String {
         match self {
             Kind::Blocking => String::new(),
-            Kind::Bare | Kind::NonBlocking => BODY_BYTES.to_string(),
+            Kind::Bare | Kind::Floor | Kind::NonBlocking => BODY_BYTES.to_string(),
         }
     }
 }
@@ -405,8 +423,263 @@ async fn start_bare() -> String {
     format!("http://{addr}/")
 }
 
+/// Serves the floor handler on `127.0.0.1:0`: two `PING`s, then the body's
+/// length.
+async fn start_floor(redis: redis::aio::MultiplexedConnection) -> String {
+    let router = axum::Router::new().fallback(move |body: Bytes| {
+        let mut redis = redis.clone();
+        async move {
+            for _ in 0..2 {
+                let _: String = redis::cmd("PING")
+                    .query_async(&mut redis)
+                    .await
+                    .expect("PING");
+            }
+            body.len().to_string()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the floor server");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/")
+}
+
+/// `--serve blocking|bare --redis-port P --port Q`: this binary as one of
+/// the servers counted under callgrind.
+async fn serve_for_count(args: &[String]) {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .unwrap_or_else(|| panic!("{name} is required with --serve"))
+            .clone()
+    };
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{}", value("--port")))
+        .await
+        .expect("bind");
+    match value("--serve").as_str() {
+        "bare" => {
+            let router =
+                axum::Router::new().fallback(|body: Bytes| async move { body.len().to_string() });
+            axum::serve(listener, router).await.expect("serve");
+        }
+        _ => {
+            let env = [
+                ("EDGE_LOCATION", "edge".to_string()),
+                ("EDGE_FUNCTION", "fn".to_string()),
+                (
+                    "EDGE_INFRASTRUCTURE",
+                    common::chain_hierarchy(&[
+                        ("cloud", "http://127.0.0.1:1"),
+                        ("edge", "http://127.0.0.1:2"),
+                    ]),
+                ),
+                (
+                    "EDGE_REDIS_URL",
+                    format!("redis://127.0.0.1:{}", value("--redis-port")),
+                ),
+                ("EDGE_SECRETS_DIR", "/nonexistent".to_string()),
+                ("EDGE_REDIS_TIMEOUT_MS", "60000".to_string()),
+            ];
+            let config = edge_sdk::runtime::Config::from_lookup(|name| {
+                env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+            })
+            .expect("configuration");
+            edge_sdk::runtime::serve(store_body, config, listener, std::future::pending())
+                .await
+                .expect("serve");
+        }
+    }
+}
+
+/// A process run under `valgrind --tool=callgrind`, whose instruction
+/// counter can be zeroed and read.
+struct Counted {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Counted {
+    fn start(
+        dir: &std::path::Path,
+        name: &str,
+        program: &std::path::Path,
+        args: &[String],
+    ) -> Counted {
+        let out = dir.join(name);
+        let child = std::process::Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("valgrind (Debian's package) runs the counted servers");
+        Counted { child, out }
+    }
+
+    fn control(&self, flag: &str) {
+        let status = std::process::Command::new("callgrind_control")
+            .arg(flag)
+            .arg(self.child.id().to_string())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("callgrind_control");
+        assert!(status.success(), "callgrind_control {flag} failed");
+    }
+
+    /// Instructions since the last zeroing (`callgrind_control -d`, then the
+    /// dump's `totals:` line).
+    fn instructions(&self) -> u64 {
+        self.control("-d");
+        let name = self.out.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = self.out.parent().unwrap();
+        let newest = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|entry| {
+                let file = entry.ok()?.file_name().to_string_lossy().into_owned();
+                let n: u32 = file.strip_prefix(&format!("{name}."))?.parse().ok()?;
+                Some((n, dir.join(file)))
+            })
+            .max()
+            .expect("a callgrind dump")
+            .1;
+        std::fs::read_to_string(newest)
+            .unwrap()
+            .lines()
+            .find_map(|line| line.strip_prefix("totals:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("a totals line")
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Instructions per call of Redis and of the servers, under callgrind.
+async fn count_instructions(client: &reqwest::Client, body: &Bytes) {
+    let dir = std::env::temp_dir().join(format!("edge-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a folder for the dumps");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (redis_port, function_port, bare_port) = (free_port(), free_port(), free_port());
+    let redis = Counted::start(
+        &dir,
+        "redis",
+        std::path::Path::new("redis-server"),
+        &[
+            "--port",
+            &redis_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from),
+    );
+    let me = std::env::current_exe().expect("this benchmark's binary");
+    let serve = |kind: &str, port: u16| {
+        [
+            "--serve",
+            kind,
+            "--redis-port",
+            &redis_port.to_string(),
+            "--port",
+            &port.to_string(),
+        ]
+        .map(String::from)
+    };
+    let function = Counted::start(&dir, "function", &me, &serve("blocking", function_port));
+    let bare = Counted::start(&dir, "bare", &me, &serve("bare", bare_port));
+    let ready = |port: u16| async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "a counted server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    for port in [redis_port, function_port, bare_port] {
+        ready(port).await;
+    }
+    let blocking = Target {
+        kind: Kind::Blocking,
+        url: format!("http://127.0.0.1:{function_port}/").into(),
+        sessions: sessions("counted"),
+    };
+    let bare_target = Target {
+        kind: Kind::Bare,
+        url: format!("http://127.0.0.1:{bare_port}/").into(),
+        sessions: sessions("counted-bare"),
+    };
+    let far = Instant::now() + Duration::from_secs(3600);
+    let mut ping = redis::Client::open(format!("redis://127.0.0.1:{redis_port}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Warm-up, then counted calls.
+    load(client, &blocking, 1, COUNTED_CALLS, body, far).await;
+    load(client, &bare_target, 1, COUNTED_CALLS, body, far).await;
+    for _ in 0..COUNTED_CALLS {
+        let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
+    }
+    redis.control("-z");
+    for _ in 0..COUNTED_CALLS {
+        let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
+    }
+    let per_ping = redis.instructions() as f64 / COUNTED_CALLS as f64;
+    redis.control("-z");
+    function.control("-z");
+    load(client, &blocking, 1, COUNTED_CALLS, body, far).await;
+    let redis_per_call = redis.instructions() as f64 / COUNTED_CALLS as f64;
+    let function_per_call = function.instructions() as f64 / COUNTED_CALLS as f64;
+    bare.control("-z");
+    load(client, &bare_target, 1, COUNTED_CALLS, body, far).await;
+    let bare_per_call = bare.instructions() as f64 / COUNTED_CALLS as f64;
+    println!();
+    println!(
+        "instructions per call (valgrind --tool=callgrind, {COUNTED_CALLS} sequential calls after as many unmeasured):"
+    );
+    println!(
+        "  redis-server, blocking call: {:>9.0}   (a PING: {per_ping:.0})",
+        redis_per_call
+    );
+    println!("  function process, blocking:  {:>9.0}", function_per_call);
+    println!("  bare axum handler process:   {:>9.0}", bare_per_call);
+    drop((redis, function, bare));
+    // EDGE_BENCH_KEEP_DUMPS: keep the dumps, for callgrind_annotate.
+    if std::env::var_os("EDGE_BENCH_KEEP_DUMPS").is_some() {
+        println!("  (callgrind dumps kept in {})", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--serve") {
+        serve_for_count(&args).await;
+        return;
+    }
+    let count = !args.iter().any(|a| a == "--no-instructions");
     let redis_server = RedisServer::start();
     let mut redis = redis_server
         .client()
@@ -426,6 +699,11 @@ async fn main() {
         kind: Kind::Bare,
         url: start_bare().await.into(),
         sessions: sessions("bare"),
+    };
+    let floor = Target {
+        kind: Kind::Floor,
+        url: start_floor(redis.clone()).await.into(),
+        sessions: sessions("floor"),
     };
     let blocking_1 = Target {
         kind: Kind::Blocking,
@@ -458,6 +736,8 @@ async fn main() {
     let mut scenarios: Vec<Scenario> = [
         Scenario::new(&bare, 1),
         Scenario::new(&bare, CLIENTS),
+        Scenario::new(&floor, 1),
+        Scenario::new(&floor, CLIENTS),
         Scenario::new(&blocking_1, 1),
         Scenario::new(&blocking_n, CLIENTS),
         Scenario::new(&nonblocking, 1),
@@ -510,7 +790,7 @@ async fn main() {
     }
 
     println!();
-    println!("overhead over the bare handler (p50 ratio, p50 difference):");
+    println!("ratios, in this run (p50, p99, throughput) to the bare handler and to the floor:");
     for clients in [1, CLIENTS] {
         let find = |kind| {
             scenarios
@@ -518,27 +798,33 @@ async fn main() {
                 .find(|o| o.kind() == kind && o.clients == clients)
                 .expect("every scenario ran")
         };
-        let bare_p50 = find(Kind::Bare).percentile(0.50);
-        let line: Vec<String> = [Kind::Blocking, Kind::NonBlocking]
-            .into_iter()
-            .map(|kind| {
-                let p50 = find(kind).percentile(0.50);
+        for kind in [Kind::Blocking, Kind::NonBlocking] {
+            let scenario = find(kind);
+            let ratios = |base: &Scenario| {
                 format!(
-                    "{} x{:.2} (+{:.0} µs)",
-                    kind.label(),
-                    p50.as_secs_f64() / bare_p50.as_secs_f64(),
-                    micros(p50.saturating_sub(bare_p50)),
+                    "p50 x{:.2}, p99 x{:.2}, req/s x{:.2}",
+                    scenario.percentile(0.50).as_secs_f64() / base.percentile(0.50).as_secs_f64(),
+                    scenario.percentile(0.99).as_secs_f64() / base.percentile(0.99).as_secs_f64(),
+                    scenario.throughput() / base.throughput(),
                 )
-            })
-            .collect();
-        println!("  {clients:>2} client(s): {}", line.join(", "));
+            };
+            println!(
+                "  {:<12} x{clients:<2}: bare {} | floor {}",
+                kind.label(),
+                ratios(find(Kind::Bare)),
+                ratios(find(Kind::Floor)),
+            );
+        }
     }
 
     println!();
     println!(
         "redis commands executed per call (INFO commandstats, including those run inside Lua scripts):"
     );
-    for scenario in scenarios.iter().filter(|o| o.kind() != Kind::Bare) {
+    for scenario in scenarios
+        .iter()
+        .filter(|o| o.kind() != Kind::Bare && o.kind() != Kind::Floor)
+    {
         println!(
             "  {:<12} x{:<2}: {:.2} = {}",
             scenario.kind().label(),
@@ -568,6 +854,9 @@ async fn main() {
         load_average()
     );
 
+    if count {
+        count_instructions(&client, &body).await;
+    }
     blocking_node
         .stop()
         .await

@@ -54,13 +54,15 @@ async fn handler_status_is_returned_and_writes_are_committed() {
     assert_eq!(response.text().await.unwrap(), "stored 5 bytes");
     let stored = hget(&redis, "s1", "greeting").unwrap();
     assert_eq!(&stored[1..], b"hello");
-    let meta: std::collections::HashMap<String, String> = redis
+    let meta: std::collections::HashMap<String, Vec<u8>> = redis
         .connection()
         .hgetall(edge_store::SessionKeys::new("s1").meta)
         .unwrap();
-    assert_eq!(meta[meta::PROPRIETARY], "edge");
-    assert_eq!(meta[meta::LOCATION], "edge");
-    let created: i64 = meta[meta::CREATED].parse().unwrap();
+    assert_eq!(meta[meta::PROPRIETARY], b"edge");
+    assert_eq!(meta[meta::LOCATION], b"edge");
+    let created: i64 = String::from_utf8_lossy(&meta[meta::CREATED])
+        .parse()
+        .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -800,10 +802,8 @@ async fn retained_responses_are_bounded_in_bytes_per_session() {
         assert_eq!(call(id.clone()).await.unwrap().status(), 200);
     }
     let keys = edge_store::SessionKeys::new("big-cart");
-    let retained: u64 = redis
-        .connection()
-        .hget(&keys.meta, meta::REPLAY_BYTES)
-        .unwrap();
+    let counters: Vec<u8> = redis.connection().hget(&keys.meta, meta::COUNTERS).unwrap();
+    let retained = edge_store::layout::Counters::parse(&counters).replay_bytes;
     assert!(
         retained <= 1024 * 1024,
         "{retained} bytes retained, over the default 1 MiB per session"
@@ -920,7 +920,7 @@ async fn round_trips_per_call_are_reads_plus_two_or_plus_one() {
             .header("X-session-request-id", request_id())
             .send()
     };
-    // Warm up: scripts are loaded on first use (SCRIPT LOAD after NOSCRIPT).
+    // Warm up: the library is loaded on first use (FUNCTION LOAD).
     assert_eq!(blocking().await.unwrap().status(), 200);
     let warm_up = client
         .get(reader.url("/"))
@@ -932,10 +932,12 @@ async fn round_trips_per_call_are_reads_plus_two_or_plus_one() {
 
     let monitor = Monitor::start(&redis);
     assert_eq!(blocking().await.unwrap().status(), 200);
-    // begin + commit, and one HGET for each of the three keys first read.
+    // Begin is one pipeline (SET of the lock, HMGET of the metadata, HGET
+    // of the overflow request ids), commit one FCALL, and one HGET for each
+    // of the three keys first read: 1 + 1 + 3 round trips.
     assert_eq!(
         monitor.finish(),
-        ["evalsha", "evalsha", "hget", "hget", "hget"]
+        ["fcall", "hget", "hget", "hget", "hget", "hmget", "set"]
     );
 
     let monitor = Monitor::start(&redis);
@@ -947,7 +949,7 @@ async fn round_trips_per_call_are_reads_plus_two_or_plus_one() {
         .unwrap();
     assert_eq!(response.status(), 200);
     // the location check, and one read script for each of the two keys.
-    assert_eq!(monitor.finish(), ["evalsha", "evalsha", "evalsha"]);
+    assert_eq!(monitor.finish(), ["fcall", "fcall", "fcall"]);
 }
 
 static DRAIN_RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);

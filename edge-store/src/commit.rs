@@ -12,74 +12,101 @@
 //! are not kept); the node's total is kept by every script that adds or
 //! removes a session's records.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::layout::SessionKeys;
-use crate::lock::HAND_OVER;
-use crate::lua::{ARGS, INDEX, Lua};
+use crate::lua::Lua;
 use crate::{Result, Store};
 
-static COMMIT: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, ARGS, TRIM, HAND_OVER],
-        r#"
--- KEYS: meta, lock, data, queue
--- ARGV: token, node, session, proprietary, request_id, now_ms, retention_ms, max_ids,
---       retained ('' = none), session_replay_max, node_replay_max, wake_prefix,
---       n_sets, then n_sets (field, value) pairs, then the fields to delete
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+pub(crate) static COMMIT: Lua = Lua::new(
+    "commit",
+    r#"
+-- KEYS: meta (the session's other keys share its prefix)
+-- ARGV: names (struct 'sssss': token, node, session, proprietary, request id),
+--       now_ms, numbers (struct '>i8i8i8i8i8i8': now_ms, retention ms, max ids,
+--       session replay max, node replay max, n_sets), retained ('' = none),
+--       then n_sets (field, value) pairs, then the fields to delete
+local token, node, session, proprietary, id = struct.unpack('sssss', ARGV[1])
+local base = keys_of(KEYS[1])
+local lock_key, ids_key = base .. K_LOCK, base .. K_IDS
+if redis.call('GET', lock_key) ~= token then
   -- Sent twice (the first answer was lost with its connection): done already.
-  if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 1 then return 1 end
+  if redis.call('HEXISTS', KEYS[1], id) == 1 or redis.call('HEXISTS', ids_key, id) == 1 then
+    return 1
+  end
   return 0
 end
-local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_VERSION, F_TRIM_AT, F_REPLAY)
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_N)
+local c = counters(m[3])
 -- Moved away or fenced by a migration while the call ran: write nothing,
 -- but free the lock, which is still this call's.
-if m[1] ~= ARGV[2] or m[2] then
-  redis.call('DEL', KEYS[2])
+if m[1] ~= node or m[2] then
+  redis.call('DEL', lock_key)
   -- Those in line begin again, and learn where the session went.
-  wake_all(KEYS[4], ARGV[12], 'retry')
+  if c.q == 1 then wake_all(KEYS[1], base .. K_QUEUE, base .. K_WAKE, 'retry') end
   return 0
 end
-local sets_end = 13 + 2 * tonumber(ARGV[13])
-hset_args(KEYS[3], 14, sets_end)
-hdel_args(KEYS[3], sets_end + 1, #ARGV)
-local now, retention, max = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local session_max, node_max = tonumber(ARGV[10]), tonumber(ARGV[11])
+local now, retention, max, session_max, node_max, n_sets = struct.unpack('>i8i8i8i8i8i8', ARGV[3])
+local sets_end = 4 + 2 * n_sets
+local data_key = base .. K_DATA
+if sets_end >= 5 then hset_args(ARGV, data_key, 5, sets_end) end
+if #ARGV > sets_end then hdel_args(ARGV, data_key, sets_end + 1, #ARGV) end
 -- The response is retained only within the session's and the node's budgets.
-local size = #ARGV[9]
-if size > 0 and (size > session_max
-    or (tonumber(redis.call('GET', NODE_REPLAY)) or 0) + size > node_max) then
+local size = #ARGV[4]
+if size > session_max then size = 0 end
+if size > 0 and redis.call('INCRBY', NODE_REPLAY, size) > node_max then
+  redis.call('DECRBY', NODE_REPLAY, size)
   size = 0
 end
-local record = ARGV[6]
-if size > 0 then
-  record = ARGV[6] .. ' ' .. ARGV[9]
-  replayed(size)
+local record = ARGV[2]
+if size > 0 then record = ARGV[2] .. ' ' .. ARGV[4] end
+c.v, c.r, c.i = c.v + 1, c.r + size, c.i + 1
+if c.t == 0 then c.t = now + retention + math.floor(retention / 8) end
+-- The last access moves (and the session in the LRU index) once a second.
+local touched = now - c.a >= ACCESS_RESOLUTION
+if touched then c.a = now end
+if c.s == 0 and c.i > INLINE_IDS then
+  spill(KEYS[1], ids_key)
+  c.s = 1
 end
-local replay = (tonumber(m[5]) or 0) + size
-local trim_at = tonumber(m[4]) or (now + retention + math.floor(retention / 8))
-redis.call('HSET', KEYS[1], ARGV[5], record, F_ACCESSED, ARGV[6],
-  F_VERSION, (tonumber(m[3]) or 0) + 1, F_TRIM_AT, trim_at, F_REPLAY, replay)
-if now >= trim_at or replay > session_max or redis.call('HLEN', KEYS[1]) - HELD_FIELDS > max then
-  local next_at, kept = trim(KEYS[1], now, retention, max, session_max)
-  redis.call('HSET', KEYS[1], F_TRIM_AT, next_at, F_REPLAY, kept)
+local records = KEYS[1]
+if c.s == 1 then records = ids_key end
+if now >= c.t or c.r > session_max or c.i > max then
+  redis.call('HSET', records, id, record)
+  c.t, c.r, c.i = trim(records, now, retention, max, session_max)
+  records = nil
 end
-held(ARGV[3], ARGV[4], ARGV[6])
-hand_over(KEYS[1], KEYS[2], KEYS[4], ARGV[12], now)
+if records == KEYS[1] then
+  if touched then
+    redis.call('HSET', KEYS[1], id, record, F_N, packed(c), F_ACCESSED, ARGV[2])
+  else
+    redis.call('HSET', KEYS[1], id, record, F_N, packed(c))
+  end
+else
+  if records then redis.call('HSET', records, id, record) end
+  if touched then
+    redis.call('HSET', KEYS[1], F_N, packed(c), F_ACCESSED, ARGV[2])
+  else
+    redis.call('HSET', KEYS[1], F_N, packed(c))
+  end
+end
+if touched then held(session, proprietary, ARGV[2]) end
+if c.q == 1 then
+  hand_over(KEYS[1], ids_key, lock_key, base .. K_QUEUE, base .. K_WAKE, now)
+else
+  redis.call('DEL', lock_key)
+end
 return 1
 "#,
-    )
-});
+);
 
 /// `trim(key, now, retention, max, replay_max)`: drops the request-id
 /// records of the metadata hash `key` older than the window, and the
 /// oldest beyond `max` (down to seven eighths of it); if the responses they
 /// retain are over `replay_max` bytes, the oldest lose theirs (down to
 /// three quarters of it; their ids stay). Returns when the next trim by age
-/// is due and the bytes still retained.
-const TRIM: &str = r#"
+/// is due, the bytes still retained and the records kept.
+pub(crate) const TRIM: &str = r#"
 local function trim(key, now, retention, max, replay_max)
   local all = redis.call('HGETALL', key)
   local cutoff = now - retention
@@ -130,9 +157,38 @@ local function trim(key, now, retention, max, replay_max)
   end
   replayed(-freed)
   local oldest = kept[first] and kept[first][1] or now
-  return oldest + retention + math.floor(retention / 8), bytes
+  return oldest + retention + math.floor(retention / 8), bytes, #kept - first + 1
 end
 "#;
+
+/// `spill(meta_key, ids_key)`: moves the request-id records of the
+/// metadata hash to the `ids` hash (made a hash table by its sentinel); the
+/// caller marks the counters `s`.
+pub(crate) const SPILL: &str = r#"
+local function spill(meta_key, ids_key)
+  local all = redis.call('HGETALL', meta_key)
+  local moved, names = {SENTINEL, SENTINEL_VALUE}, {}
+  for i = 1, #all, 2 do
+    if #all[i] == ID_LEN then
+      moved[#moved + 1] = all[i]
+      moved[#moved + 1] = all[i + 1]
+      names[#names + 1] = all[i]
+    end
+  end
+  for j = 1, #moved, 1000 do
+    redis.call('HSET', ids_key, unpack(moved, j, math.min(#moved, j + 999)))
+  end
+  for j = 1, #names, 1000 do
+    redis.call('HDEL', meta_key, unpack(names, j, math.min(#names, j + 999)))
+  end
+end
+"#;
+
+/// Numbers for a script, packed big-endian as Lua's `struct.unpack` reads
+/// them (`>i8…`): a script pays far more to parse them from text.
+fn numbers(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
 
 /// What a commit records besides the writes.
 #[derive(Debug, Clone, Copy)]
@@ -182,24 +238,33 @@ impl Store {
     ) -> Result<bool> {
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
         debug_assert!(crate::layout::is_request_id(record.request_id.as_bytes()));
-        let mut cmd = COMMIT.cmd(4);
+        let mut names = Vec::with_capacity(
+            token.len() + self.node.len() + keys.name.len() + proprietary.len() + 41,
+        );
+        for name in [
+            token,
+            &*self.node,
+            &keys.name,
+            proprietary,
+            record.request_id,
+        ] {
+            debug_assert!(!name.as_bytes().contains(&0));
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+        }
+        let mut cmd = COMMIT.cmd(1);
         cmd.arg(&keys.meta)
-            .arg(&keys.lock)
-            .arg(&keys.data)
-            .arg(&keys.queue)
-            .arg(token)
-            .arg(&*self.node)
-            .arg(&keys.name)
-            .arg(proprietary)
-            .arg(record.request_id)
+            .arg(names)
             .arg(record.now_ms)
-            .arg(retention.window.as_millis() as u64)
-            .arg(retention.max_ids.max(1))
-            .arg(record.retained.unwrap_or_default())
-            .arg(retention.session_replay_max)
-            .arg(retention.node_replay_max)
-            .arg(&keys.wake_prefix)
-            .arg(sets);
+            .arg(numbers(&[
+                record.now_ms,
+                retention.window.as_millis() as i64,
+                retention.max_ids.max(1) as i64,
+                retention.session_replay_max as i64,
+                retention.node_replay_max as i64,
+                sets as i64,
+            ]))
+            .arg(record.retained.unwrap_or_default());
         for (field, value) in writes {
             if let Some(value) = value {
                 cmd.arg(*field).arg(*value);
@@ -210,7 +275,7 @@ impl Store {
                 cmd.arg(*field);
             }
         }
-        let committed: i64 = self.eval(&COMMIT, &cmd).await?;
+        let committed: i64 = self.eval(&cmd).await?;
         Ok(committed == 1)
     }
 }

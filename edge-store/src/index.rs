@@ -13,12 +13,11 @@
 //! sessions).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
 
 use redis::Value;
 
 use crate::layout::{SessionKeys, meta, node};
-use crate::lua::{INDEX, Lua};
+use crate::lua::Lua;
 use crate::{Result, Store, text};
 
 /// `index_state(s, node, now, loc, fence, prop, accessed, fenced_at)`: puts
@@ -40,22 +39,19 @@ local function index_state(s, node, now, loc, fence, prop, accessed, fenced_at)
 end
 "#;
 
-static INDEX_SESSION: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, INDEX_STATE],
-        r#"
+pub(crate) static INDEX_SESSION: Lua = Lua::new(
+    "index_session",
+    r#"
 -- KEYS: meta; ARGV: node, session, now_ms
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_PROP, F_ACCESSED, F_FENCED_AT)
 if not m[1] then return 'absent' end
 return index_state(ARGV[2], ARGV[1], ARGV[3], m[1], m[2], m[3], m[4], m[5])
 "#,
-    )
-});
+);
 
-static REMOVE_STALE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[],
-        r#"
+pub(crate) static REMOVE_STALE: Lua = Lua::new(
+    "remove_stale",
+    r#"
 -- ARGV: node, index, then (member, its meta key) pairs
 local removed = 0
 for i = 3, #ARGV, 2 do
@@ -69,13 +65,11 @@ for i = 3, #ARGV, 2 do
 end
 return removed
 "#,
-    )
-});
+);
 
-static RECONCILE_OWNERS: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[],
-        r#"
+pub(crate) static RECONCILE_OWNERS: Lua = Lua::new(
+    "reconcile_owners",
+    r#"
 -- ARGV: proprietary nodes
 for _, p in ipairs(ARGV) do
   if redis.call('EXISTS', IDX_LRU .. p) == 1 then redis.call('SADD', IDX_OWNERS, p)
@@ -83,8 +77,7 @@ for _, p in ipairs(ARGV) do
 end
 return 1
 "#,
-    )
-});
+);
 
 /// Every session's name, page by page (one `SCAN` per page).
 pub(crate) struct SessionPages {
@@ -179,7 +172,7 @@ const STATE_FIELDS: [&str; 6] = [
     meta::PROPRIETARY,
     meta::ACCESSED,
     meta::FENCED_AT,
-    meta::REPLAY_BYTES,
+    meta::COUNTERS,
 ];
 
 /// The bytes a session's retained responses count in the node's total:
@@ -379,7 +372,7 @@ impl Store {
                     cmd
                 })
                 .collect();
-            let _: Vec<Value> = self.eval_pipeline(&[&INDEX_SESSION], &cmds).await?;
+            let _: Vec<Value> = self.eval_pipeline(&cmds).await?;
         }
         // Calls committed during the walk may have moved the total a little;
         // this is a repair, run on a quiet node.
@@ -415,7 +408,7 @@ impl Store {
                     for member in flat.iter().step_by(2) {
                         cmd.arg(member).arg(SessionKeys::new(member).meta);
                     }
-                    let n: usize = self.eval(&REMOVE_STALE, &cmd).await?;
+                    let n: usize = self.eval(&cmd).await?;
                     removed += n;
                 }
                 if next == 0 {
@@ -434,7 +427,7 @@ impl Store {
         if !owners.is_empty() {
             let mut cmd = RECONCILE_OWNERS.cmd(0);
             cmd.arg(owners.into_iter().collect::<Vec<_>>());
-            let _: i64 = self.eval(&RECONCILE_OWNERS, &cmd).await?;
+            let _: i64 = self.eval(&cmd).await?;
         }
         Ok(removed)
     }
@@ -498,7 +491,28 @@ impl Store {
                 .arg(SessionKeys::new(session).meta)
                 .arg(&STATE_FIELDS[..]);
         }
-        Ok(pipe.query_async(&mut self.redis.clone()).await?)
+        let raw: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut self.redis.clone()).await?;
+        // Text fields as text; the counters as the replay bytes they hold.
+        Ok(raw
+            .into_iter()
+            .map(|fields| {
+                fields
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, field)| {
+                        field.map(|bytes| {
+                            if i == 5 {
+                                crate::layout::Counters::parse(&bytes)
+                                    .replay_bytes
+                                    .to_string()
+                            } else {
+                                String::from_utf8_lossy(&bytes).into_owned()
+                            }
+                        })
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Compares the indexes with a full scan of the sessions: every session

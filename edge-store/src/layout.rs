@@ -31,48 +31,42 @@ pub mod meta {
     pub const ACCESSED: &str = "accessed";
     /// Bumped by every migration.
     pub const EPOCH: &str = "epoch";
-    /// Bumped by every commit (read-only calls check it between reads).
-    pub const VERSION: &str = "version";
     /// An undecided migration: [`super::fence`]. Closes the session to writes.
     pub const FENCE: &str = "fence";
     /// Since when the fence is set, ms.
     pub const FENCED_AT: &str = "fenced_at";
-    /// When the oldest recorded request id leaves the retention window
-    /// (plus a slack, so that trimming is rare), ms.
-    pub const TRIM_AT: &str = "trim_at";
-    /// Bytes of the responses retained in the request-id records.
-    pub const REPLAY_BYTES: &str = "replay_bytes";
+    /// What every commit reads and updates, in one field (each field of
+    /// a compact Redis hash costs a scan to find): [`super::Counters`].
+    pub const COUNTERS: &str = "n";
 
     /// The fields that travel with the session when it migrates (with its
     /// request-id records); the others (location, epoch, fence) are set by
     /// the migration itself.
-    pub const PORTABLE: [&str; 6] = [
-        PROPRIETARY,
-        CREATED,
-        ACCESSED,
-        VERSION,
-        TRIM_AT,
-        REPLAY_BYTES,
-    ];
+    pub const PORTABLE: [&str; 4] = [PROPRIETARY, CREATED, ACCESSED, COUNTERS];
     /// The fields every committed session held here has (besides its
     /// request-id records).
-    pub const HELD: [&str; 8] = [
-        PROPRIETARY,
-        LOCATION,
-        CREATED,
-        ACCESSED,
-        EPOCH,
-        VERSION,
-        TRIM_AT,
-        REPLAY_BYTES,
-    ];
+    pub const HELD: [&str; 6] = [PROPRIETARY, LOCATION, CREATED, ACCESSED, EPOCH, COUNTERS];
     /// The fields a stub keeps (no request ids: calls go to the holder).
-    pub const STUB: [&str; 6] = [PROPRIETARY, LOCATION, CREATED, ACCESSED, EPOCH, VERSION];
+    pub const STUB: [&str; 5] = [PROPRIETARY, LOCATION, CREATED, ACCESSED, EPOCH];
 }
 
 /// The length of a request id as the metadata hash keeps it (a UUID in
 /// its canonical hyphenated form); no metadata field name has it.
 pub const REQUEST_ID_LEN: usize = 36;
+
+/// A session keeps this many request-id records in its metadata hash (a
+/// small session then costs one key less); past it they move to its `ids`
+/// hash, which Redis keeps as a hash table (see [`IDS_SENTINEL`]), so that
+/// finding an id costs the same whatever their number.
+pub const INLINE_IDS: usize = 16;
+
+/// The field (and its value, longer than Redis's
+/// `hash-max-listpack-value`) that makes Redis keep the `ids` hash as a
+/// hash table: a compact list would be scanned end to end for every id.
+pub const IDS_SENTINEL: (&str, &str) = (
+    "~",
+    "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~",
+);
 
 /// Whether a field of the metadata hash is a request-id record.
 pub fn is_request_id(field: &[u8]) -> bool {
@@ -220,6 +214,8 @@ pub struct SessionKeys {
     pub data: String,
     /// The lock: the holder's token, with a TTL.
     pub lock: String,
+    /// The request-id records of a session with more than [`INLINE_IDS`].
+    pub ids: String,
     /// Blocking calls waiting in line for the lock, oldest first:
     /// `<token> <request id> <deadline ms> <lock ttl ms>`.
     pub queue: String,
@@ -250,11 +246,12 @@ impl SessionKeys {
             key
         };
         SessionKeys {
-            meta: key("meta"),
-            data: key("data"),
-            lock: key("lock"),
-            queue: key("queue"),
-            wake_prefix: key("wake:"),
+            meta: key(suffix::META),
+            data: key(suffix::DATA),
+            lock: key(suffix::LOCK),
+            ids: key(suffix::IDS),
+            queue: key(suffix::QUEUE),
+            wake_prefix: key(suffix::WAKE),
             name: session.to_string(),
         }
     }
@@ -283,6 +280,93 @@ impl SessionKeys {
         name.push_str(rest);
         Some(name)
     }
+}
+
+/// The [`meta::COUNTERS`] field: six integers, packed big-endian
+/// ([`Counters::FORMAT`], as Lua's `struct` library reads and writes them:
+/// numbers parsed from text cost a script far more).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Bumped by every commit (read-only calls check it between reads).
+    pub version: u64,
+    /// When the oldest request id leaves the retention window plus a slack
+    /// (so that trimming is rare), ms; 0 before the first commit.
+    pub trim_at: i64,
+    /// Bytes of the responses retained in the request-id records.
+    pub replay_bytes: u64,
+    /// How many request-id records the session has.
+    pub ids: u64,
+    /// Whether calls may be in line for the lock (the commit then hands it
+    /// over rather than deleting it).
+    pub queued: bool,
+    /// Whether the records moved to the `ids` hash (past [`INLINE_IDS`]).
+    pub spilled: bool,
+    /// The [`meta::ACCESSED`] time the session is indexed under (ms): the
+    /// commit moves it, and the index, only once it is
+    /// [`ACCESS_RESOLUTION_MS`] old, so that a busy session does not rewrite
+    /// its index entry on every call.
+    pub accessed: i64,
+}
+
+/// The last-access time of a session is kept to this resolution (ms).
+pub const ACCESS_RESOLUTION_MS: i64 = 1000;
+
+impl Counters {
+    /// The `struct` format of the field.
+    pub const FORMAT: &'static str = ">i8i8i8i8i8BB";
+    /// The field's length in bytes.
+    pub const LEN: usize = 42;
+
+    /// Parses the field (all zero when missing or malformed).
+    pub fn parse(bytes: &[u8]) -> Counters {
+        if bytes.len() != Counters::LEN {
+            return Counters::default();
+        }
+        let word =
+            |i: usize| i64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Counters {
+            version: word(0).max(0) as u64,
+            trim_at: word(1),
+            replay_bytes: word(2).max(0) as u64,
+            ids: word(3).max(0) as u64,
+            accessed: word(4),
+            queued: bytes[40] == 1,
+            spilled: bytes[41] == 1,
+        }
+    }
+
+    /// The field's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(Counters::LEN);
+        for word in [
+            self.version as i64,
+            self.trim_at,
+            self.replay_bytes as i64,
+            self.ids as i64,
+            self.accessed,
+        ] {
+            bytes.extend_from_slice(&word.to_be_bytes());
+        }
+        bytes.push(u8::from(self.queued));
+        bytes.push(u8::from(self.spilled));
+        bytes
+    }
+}
+
+/// The suffixes of a session's keys after its `edge:{<tag>}:` prefix.
+pub mod suffix {
+    /// Metadata hash.
+    pub const META: &str = "meta";
+    /// Data hash.
+    pub const DATA: &str = "data";
+    /// Lock.
+    pub const LOCK: &str = "lock";
+    /// Request-id records past the first few.
+    pub const IDS: &str = "ids";
+    /// Calls in line for the lock.
+    pub const QUEUE: &str = "queue";
+    /// Prefix of a waiting call's wake-up list.
+    pub const WAKE: &str = "wake:";
 }
 
 /// A request-id record, as the metadata hash keeps it: the completion time,
@@ -351,5 +435,25 @@ mod fence_tests {
         }
         assert_eq!(Fence::parse("sideways:1"), None);
         assert_eq!(Fence::parse("in:x:milan"), None);
+    }
+}
+
+#[cfg(test)]
+mod counters_tests {
+    use super::Counters;
+
+    #[test]
+    fn counters_round_trip() {
+        let counters = Counters {
+            version: 7,
+            trim_at: 1_764_590_400_123,
+            replay_bytes: 99,
+            ids: 3,
+            queued: false,
+            spilled: true,
+            accessed: 1_764_590_400_000,
+        };
+        assert_eq!(Counters::parse(&counters.to_bytes()), counters);
+        assert_eq!(Counters::parse(b"nonsense"), Counters::default());
     }
 }

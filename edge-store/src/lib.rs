@@ -88,6 +88,7 @@ pub use commit::{CommitRecord, IdRetention};
 pub use index::{AuditReport, Candidate, RebuildReport};
 pub use layout::SessionKeys;
 pub use lock::{Begin, LockHolder, Turn};
+pub use lua::functions_library;
 pub use migration::{CasOutcome, Exported, Fence, FenceOutcome, Fenced, ImportOutcome};
 pub use node::Meta;
 pub use read::{ReadLocation, ReadOutcome};

@@ -16,35 +16,36 @@
 //! the lock of a call whose handler failed, if it still holds it. A lock
 //! whose holder died expires after its TTL.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use crate::layout::{SessionKeys, lock, retained_of};
-use crate::lua::{INDEX, LEGACY, Lua};
+use crate::layout::{SessionKeys, lock, meta, retained_of};
+use crate::lua::Lua;
 use crate::{Error, Result, Store, int, text};
 
-static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, LEGACY],
-        r#"
--- KEYS: meta, lock, queue
+pub(crate) static BEGIN: Lua = Lua::new(
+    "begin",
+    r#"
+-- KEYS: meta, lock, queue, ids
 -- ARGV: node, session, token, ttl_ms, request_id, now_ms, wait_ms (0: do not wait)
-local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_PROP)
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_PROP, ARGV[5], F_N)
 if not m[1] then
   absent(KEYS[1])
   redis.call('HSET', KEYS[1], F_PROP, ARGV[1], F_LOC, ARGV[1], F_CREATED, ARGV[6],
-    F_ACCESSED, ARGV[6], F_EPOCH, 0, F_VERSION, 0)
+    F_ACCESSED, ARGV[6], F_EPOCH, 0, F_N, packed({v = 0, t = 0, r = 0, i = 0, a = tonumber(ARGV[6]), q = 0, s = 0}))
   held(ARGV[2], ARGV[1], ARGV[6])
   m[3] = ARGV[1]
 elseif m[2] then
   return {'fenced'}
 elseif m[1] ~= ARGV[1] then
   return {'moved', m[1]}
-else
-  local done = redis.call('HGET', KEYS[1], ARGV[5])
+elseif m[4] then
+  return {'completed', m[4]}
+elseif counters(m[5]).s == 1 then
+  local done = redis.call('HGET', KEYS[4], ARGV[5])
   if done then return {'completed', done} end
 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'acquired', m[3]} end
@@ -57,12 +58,12 @@ if holder and wait > 0 and string.sub(holder, 1, #MIGRATION_TOKEN) ~= MIGRATION_
   local deadline = tonumber(ARGV[6]) + wait
   redis.call('RPUSH', KEYS[3], ARGV[3] .. ' ' .. ARGV[5] .. ' ' .. deadline .. ' ' .. ARGV[4])
   redis.call('PEXPIRE', KEYS[3], wait + tonumber(ARGV[4]))
+  update_counters(KEYS[1], function(c) c.q = 1 end)
   return {'queued', m[3], redis.call('PTTL', KEYS[2])}
 end
 return {'locked', redis.call('PTTL', KEYS[2]), holder or ''}
 "#,
-    )
-});
+);
 
 /// `hand_over(meta_key, lock_key, queue_key, wake_prefix, now)`: the lock
 /// passes to the first call in line that is still waiting (its entry's
@@ -76,16 +77,17 @@ local function wake(wake_prefix, token, word, ttl)
   redis.call('RPUSH', key, word)
   redis.call('PEXPIRE', key, ttl)
 end
-local function hand_over(meta_key, lock_key, queue_key, wake_prefix, now)
+local function hand_over(meta_key, ids_key, lock_key, queue_key, wake_prefix, now)
   while true do
     local entry = redis.call('LPOP', queue_key)
     if not entry then
       redis.call('DEL', lock_key)
+      update_counters(meta_key, function(c) c.q = 0 end)
       return
     end
     local token, id, deadline, ttl = string.match(entry, '^(%S+) (%S+) (%d+) (%d+)$')
     if token and tonumber(deadline) > now then
-      if redis.call('HEXISTS', meta_key, id) == 1 then
+      if redis.call('HEXISTS', meta_key, id) == 1 or redis.call('HEXISTS', ids_key, id) == 1 then
         wake(wake_prefix, token, 'done', ttl)
       else
         redis.call('SET', lock_key, token, 'PX', ttl)
@@ -95,9 +97,10 @@ local function hand_over(meta_key, lock_key, queue_key, wake_prefix, now)
     end
   end
 end
-local function wake_all(queue_key, wake_prefix, word)
+local function wake_all(meta_key, queue_key, wake_prefix, word)
   local entries = redis.call('LRANGE', queue_key, 0, -1)
   redis.call('DEL', queue_key)
+  update_counters(meta_key, function(c) c.q = 0 end)
   for _, entry in ipairs(entries) do
     local token, _, _, ttl = string.match(entry, '^(%S+) (%S+) (%d+) (%d+)$')
     if token then wake(wake_prefix, token, word, ttl) end
@@ -105,23 +108,20 @@ local function wake_all(queue_key, wake_prefix, word)
 end
 "#;
 
-static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[HAND_OVER],
-        r#"
--- KEYS: lock, queue, meta; ARGV: token, wake_prefix, now_ms
+pub(crate) static RELEASE: Lua = Lua::new(
+    "release",
+    r#"
+-- KEYS: lock, queue, meta, ids; ARGV: token, wake_prefix, now_ms
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-hand_over(KEYS[3], KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
+hand_over(KEYS[3], KEYS[4], KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
 return 1
 "#,
-    )
-});
+);
 
-static LEAVE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[],
-        r#"
--- KEYS: queue, lock, wake; ARGV: token
+pub(crate) static LEAVE: Lua = Lua::new(
+    "leave",
+    r#"
+-- KEYS: queue, lock, wake, meta; ARGV: token
 -- A waiting call gives up: out of the line, unless it was woken meanwhile.
 local entries = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, entry in ipairs(entries) do
@@ -129,13 +129,13 @@ for _, entry in ipairs(entries) do
     redis.call('LREM', KEYS[1], 1, entry)
   end
 end
+if redis.call('EXISTS', KEYS[1]) == 0 then update_counters(KEYS[4], function(c) c.q = 0 end) end
 local word = redis.call('LPOP', KEYS[3])
 if word then return word end
 if redis.call('GET', KEYS[2]) == ARGV[1] then return 'go' end
 return 'timeout'
 "#,
-    )
-});
+);
 
 /// What [`Store::begin`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +204,11 @@ pub(crate) struct WaitingConnections {
 /// Idle waiting connections kept for later waits.
 const IDLE_WAITING_CONNECTIONS: usize = 64;
 
+/// Replies of the pipelined begin: the lock SET, the meta fields
+/// (location, fence, proprietary, inline request-id record) and the spilled
+/// request-id record.
+type FastBegin = (Option<String>, [Option<Vec<u8>>; 4], Option<Vec<u8>>);
+
 impl WaitingConnections {
     pub(crate) fn new(client: redis::Client, connect_timeout: Duration) -> WaitingConnections {
         WaitingConnections {
@@ -248,10 +253,62 @@ impl Store {
         wait: Duration,
     ) -> Result<Begin> {
         debug_assert!(crate::layout::is_request_id(request_id.as_bytes()));
-        let mut cmd = BEGIN.cmd(3);
+        // The common case in one round trip of plain commands, no script:
+        // take the lock, and read what decides whether the call may go on.
+        // Taking the lock first is safe: only a lock holder changes a
+        // session, so what is read after it stays true for the call.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&keys.lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        pipe.cmd("HMGET")
+            .arg(&keys.meta)
+            .arg(meta::LOCATION)
+            .arg(meta::FENCE)
+            .arg(meta::PROPRIETARY)
+            .arg(request_id);
+        // Records past the first few are in the ids hash (a lookup that
+        // costs next to nothing when the session has no such hash).
+        pipe.cmd("HGET").arg(&keys.ids).arg(request_id);
+        let (taken, fields, spilled): FastBegin = self.query_pipe(&pipe).await?;
+        let [location, fence, proprietary, record] = fields;
+        if taken.is_some() && location.is_some() {
+            let text =
+                |v: Option<Vec<u8>>| String::from_utf8_lossy(&v.unwrap_or_default()).into_owned();
+            let early = if fence.is_some() {
+                Some(Begin::Locked {
+                    expires_in: Duration::ZERO,
+                    holder: LockHolder::Migration,
+                })
+            } else if location.as_deref() != Some(self.node.as_bytes()) {
+                Some(Begin::Moved {
+                    location: text(location),
+                })
+            } else {
+                record.or(spilled).map(|r| Begin::Completed(retained_of(r)))
+            };
+            return match early {
+                None => Ok(Begin::Acquired {
+                    proprietary: text(proprietary),
+                }),
+                Some(answer) => {
+                    // Not this call's to run: the lock goes back at once.
+                    self.release(keys, token, now_ms).await?;
+                    Ok(answer)
+                }
+            };
+        }
+        // First contact, a session of the previous layout, or the lock held
+        // by another call: the script decides (it finds the lock this
+        // call's own if the SET above took it).
+        let mut cmd = BEGIN.cmd(4);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
             .arg(&keys.queue)
+            .arg(&keys.ids)
             .arg(&*self.node)
             .arg(&keys.name)
             .arg(token)
@@ -259,7 +316,7 @@ impl Store {
             .arg(request_id)
             .arg(now_ms)
             .arg(wait.as_millis() as u64);
-        let reply: Vec<Value> = self.eval_session(&BEGIN, &keys.name, &cmd).await?;
+        let reply: Vec<Value> = self.eval_session(&keys.name, &cmd).await?;
         let mut items = reply.into_iter();
         let tag = text(items.next().as_ref());
         Ok(match tag.as_str() {
@@ -320,15 +377,23 @@ impl Store {
             }
             Ok(Ok(None)) => {
                 self.waiting.give_back(connection);
-                let mut cmd = LEAVE.cmd(3);
-                cmd.arg(&keys.queue).arg(&keys.lock).arg(&wake).arg(token);
-                self.eval::<String>(&LEAVE, &cmd).await?
+                let mut cmd = LEAVE.cmd(4);
+                cmd.arg(&keys.queue)
+                    .arg(&keys.lock)
+                    .arg(&wake)
+                    .arg(&keys.meta)
+                    .arg(token);
+                self.eval::<String>(&cmd).await?
             }
             Ok(Err(error)) => return Err(error.into()),
             Err(_) => {
-                let mut cmd = LEAVE.cmd(3);
-                cmd.arg(&keys.queue).arg(&keys.lock).arg(&wake).arg(token);
-                self.eval::<String>(&LEAVE, &cmd).await?
+                let mut cmd = LEAVE.cmd(4);
+                cmd.arg(&keys.queue)
+                    .arg(&keys.lock)
+                    .arg(&wake)
+                    .arg(&keys.meta)
+                    .arg(token);
+                self.eval::<String>(&cmd).await?
             }
         };
         Ok(match word.as_str() {
@@ -341,14 +406,15 @@ impl Store {
     /// Releases the lock if `token` still holds it, handing it to the next
     /// call in line if any; returns whether it did.
     pub async fn release(&self, keys: &SessionKeys, token: &str, now_ms: i64) -> Result<bool> {
-        let mut cmd = RELEASE.cmd(3);
+        let mut cmd = RELEASE.cmd(4);
         cmd.arg(&keys.lock)
             .arg(&keys.queue)
             .arg(&keys.meta)
+            .arg(&keys.ids)
             .arg(token)
             .arg(&keys.wake_prefix)
             .arg(now_ms);
-        let released: i64 = self.eval(&RELEASE, &cmd).await?;
+        let released: i64 = self.eval(&cmd).await?;
         Ok(released == 1)
     }
 }

@@ -1,8 +1,13 @@
 //! How the scripts are built and run.
 //!
-//! Every script is a prelude, the fragments it uses and its body. The
-//! prelude declares the layout's names (from `layout.rs`) as Lua locals, so
-//! a body writes `F_LOC`, never `'loc'`. The index fragment holds every
+//! Every script of the store is a function of one Redis Functions library
+//! (`FUNCTION LOAD`, called with `FCALL`): the library's prelude declares
+//! the layout's names (from `layout.rs`) as Lua locals, so a body writes
+//! `F_LOC`, never `'loc'`; then come the fragments (helper functions) and
+//! each script's body, registered as `edge_<hash>_<name>`. Helpers are
+//! defined once, when the library is loaded, not at every call as an
+//! `EVALSHA` script's would be; the hash of the library's source in its
+//! name lets two releases' libraries live side by side. The index fragment holds every
 //! change to the node-wide indexes; on one Redis it applies them inside the
 //! script, atomically with the change to the session. (On a Redis Cluster
 //! the index keys live in other slots than the session's: the same
@@ -10,13 +15,13 @@
 //! apply, idempotently, right after.)
 //!
 //! Scripts are constant: user data only ever travels in `KEYS` and `ARGV`.
-//! They run with `EVALSHA`; a Redis that does not know a script (it
-//! restarted) gets it with `SCRIPT LOAD` and the call is repeated once. A
+//! A Redis that does not know the library (it restarted) gets it with
+//! `FUNCTION LOAD` and the call is repeated once. A
 //! call whose connection is found broken (the node's Redis restarted since
 //! its last use) is sent once more on the re-established connection; so
 //! every script is idempotent: run twice, it answers as the first run did.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind};
 
@@ -28,22 +33,29 @@ use crate::{Error, Result, Store};
 pub(crate) const LEGACY_ERROR: &str = "EDGELEGACY";
 
 static PRELUDE: LazyLock<String> = LazyLock::new(|| {
-    let constants: [(&str, &str); 20] = [
+    let constants: [(&str, &str); 27] = [
         ("F_PROP", meta::PROPRIETARY),
         ("F_LOC", meta::LOCATION),
         ("F_CREATED", meta::CREATED),
         ("F_ACCESSED", meta::ACCESSED),
         ("F_EPOCH", meta::EPOCH),
-        ("F_VERSION", meta::VERSION),
         ("F_FENCE", meta::FENCE),
         ("F_FENCED_AT", meta::FENCED_AT),
-        ("F_TRIM_AT", meta::TRIM_AT),
+        ("F_N", meta::COUNTERS),
+        ("COUNTERS_FORMAT", crate::layout::Counters::FORMAT),
+        ("K_META", crate::layout::suffix::META),
+        ("K_IDS", crate::layout::suffix::IDS),
+        ("K_LOCK", crate::layout::suffix::LOCK),
+        ("K_DATA", crate::layout::suffix::DATA),
+        ("K_QUEUE", crate::layout::suffix::QUEUE),
+        ("K_WAKE", crate::layout::suffix::WAKE),
         ("IDX_LRU", node::LRU_PREFIX),
         ("IDX_OWNERS", node::OWNERS),
         ("IDX_MIGRATING", node::MIGRATING),
         ("IDX_STUBS", node::STUBS),
         ("NODE_REPLAY", node::REPLAY_BYTES),
-        ("F_REPLAY", meta::REPLAY_BYTES),
+        ("SENTINEL", crate::layout::IDS_SENTINEL.0),
+        ("SENTINEL_VALUE", crate::layout::IDS_SENTINEL.1),
         ("MIGRATION_TOKEN", lock::MIGRATION_PREFIX),
         ("FENCE_OUT", fence::OUT),
         ("FENCE_IN", fence::IN),
@@ -51,9 +63,11 @@ static PRELUDE: LazyLock<String> = LazyLock::new(|| {
         ("LEGACY_LOC", crate::upgrade::LEGACY_LOCATION),
     ];
     let mut prelude = format!(
-        "local ID_LEN, HELD_FIELDS = {}, {}\n",
+        "local ID_LEN, INLINE_IDS, COUNTERS_LEN, ACCESS_RESOLUTION = {}, {}, {}, {}\n",
         crate::layout::REQUEST_ID_LEN,
-        meta::HELD.len()
+        crate::layout::INLINE_IDS,
+        crate::layout::Counters::LEN,
+        crate::layout::ACCESS_RESOLUTION_MS
     );
     for (name, value) in constants {
         assert!(
@@ -95,6 +109,30 @@ local function replayed(delta)
 end
 "#;
 
+/// `counters(bytes)`: the [`crate::layout::Counters`] field as a table
+/// (`v`ersion, `t`rim at, `r`eplay bytes, `i`ds, `q`ueued, `s`pilled, all
+/// numbers); `packed(c)` writes it back; `update_counters(meta_key, fn)`
+/// reads, changes and writes it; `keys_of(meta_key)`: the prefix of the
+/// session's keys.
+pub(crate) const COUNTERS: &str = r#"
+local function counters(bytes)
+  if not bytes or #bytes ~= COUNTERS_LEN then
+    return {v = 0, t = 0, r = 0, i = 0, a = 0, q = 0, s = 0}
+  end
+  local v, t, r, i, a, q, s = struct.unpack(COUNTERS_FORMAT, bytes)
+  return {v = v, t = t, r = r, i = i, a = a, q = q, s = s}
+end
+local function packed(c)
+  return struct.pack(COUNTERS_FORMAT, c.v, c.t, c.r, c.i, c.a, c.q, c.s)
+end
+local function update_counters(meta_key, change)
+  local c = counters(redis.call('HGET', meta_key, F_N))
+  change(c)
+  redis.call('HSET', meta_key, F_N, packed(c))
+end
+local function keys_of(meta_key) return string.sub(meta_key, 1, -1 - #K_META) end
+"#;
+
 /// `absent(meta_key)`: called when a session's metadata has no location;
 /// raises [`LEGACY_ERROR`] if it is a record of the previous layout.
 pub(crate) const LEGACY: &str = r#"
@@ -105,19 +143,19 @@ local function absent(meta_key)
 end
 "#;
 
-/// `hset_args(key, from, to)`: `HSET key` with the field/value pairs
-/// `ARGV[from..to]`, in slices small enough for Lua's stack;
-/// `hdel_args(key, from, to)`: the same for `HDEL` of fields.
+/// `hset_args(args, key, from, to)`: `HSET key` with the field/value pairs
+/// `args[from..to]`, in slices small enough for Lua's stack;
+/// `hdel_args(args, key, from, to)`: the same for `HDEL` of fields.
 pub(crate) const ARGS: &str = r#"
-local function with_args(command, key, from, to)
+local function with_args(args, command, key, from, to)
   while from <= to do
     local last = math.min(to, from + 999)
-    redis.call(command, key, unpack(ARGV, from, last))
+    redis.call(command, key, unpack(args, from, last))
     from = last + 1
   end
 end
-local function hset_args(key, from, to) with_args('HSET', key, from, to) end
-local function hdel_args(key, from, to) with_args('HDEL', key, from, to) end
+local function hset_args(args, key, from, to) with_args(args, 'HSET', key, from, to) end
+local function hdel_args(args, key, from, to) with_args(args, 'HDEL', key, from, to) end
 "#;
 
 /// `out_fence(e)`, `in_fence(e, source)`: the fences of migration `e`;
@@ -135,7 +173,7 @@ end
 /// keeps (`layout::meta::STUB`): no request ids, no fence, no trim time.
 pub(crate) const STUB: &str = r#"
 local function to_stub(meta_key)
-  local names = {F_PROP, F_LOC, F_CREATED, F_ACCESSED, F_EPOCH, F_VERSION}
+  local names = {F_PROP, F_LOC, F_CREATED, F_ACCESSED, F_EPOCH}
   local kept = redis.call('HMGET', meta_key, unpack(names))
   local fields = {}
   for i, name in ipairs(names) do
@@ -156,37 +194,118 @@ local function drop_migration_lock(lock_key)
 end
 "#;
 
-/// A script: its source and its SHA1.
+/// One script of the library: its name and its body (which sees its keys
+/// and arguments as `KEYS` and `ARGV`).
 pub(crate) struct Lua {
-    source: String,
-    script: redis::Script,
+    name: &'static str,
+    body: &'static str,
+    function: OnceLock<String>,
 }
 
 impl Lua {
-    /// The prelude, `fragments` and `body`, in that order.
-    pub(crate) fn new(fragments: &[&str], body: &str) -> Lua {
-        let mut source = PRELUDE.clone();
-        for fragment in fragments {
-            source.push_str(fragment);
-        }
-        source.push_str(body);
+    /// The script `name` with `body`.
+    pub(crate) const fn new(name: &'static str, body: &'static str) -> Lua {
         Lua {
-            script: redis::Script::new(&source),
-            source,
+            name,
+            body,
+            function: OnceLock::new(),
         }
     }
 
-    /// `EVALSHA <sha> <numkeys>`, for the caller to add the keys and
+    /// `FCALL <function> <numkeys>`, for the caller to add the keys and
     /// arguments to.
     pub(crate) fn cmd(&self, keys: usize) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(keys);
+        let function = self
+            .function
+            .get_or_init(|| format!("{}_{}", LIBRARY.name, self.name));
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(function).arg(keys);
         cmd
     }
 }
 
+/// Every script of the store.
+const SCRIPTS: [&Lua; 21] = [
+    &crate::lock::BEGIN,
+    &crate::lock::RELEASE,
+    &crate::lock::LEAVE,
+    &crate::commit::COMMIT,
+    &crate::read::LOCATE_FOR_READ,
+    &crate::read::READ_COMMITTED,
+    &crate::migration::FENCE_OUT,
+    &crate::migration::EXPORT,
+    &crate::migration::IMPORT,
+    &crate::migration::COMPARE_AND_SET,
+    &crate::migration::ACTIVATE,
+    &crate::migration::FINALIZE,
+    &crate::migration::ABORT_OUT,
+    &crate::migration::DROP_IN,
+    &crate::collect::COLLECT_IF_EXPIRED,
+    &crate::collect::DELETE_STUB,
+    &crate::collect::DELETE_SESSION,
+    &crate::index::INDEX_SESSION,
+    &crate::index::REMOVE_STALE,
+    &crate::index::RECONCILE_OWNERS,
+    &crate::upgrade::UPGRADE_SESSION,
+];
+
+/// The library: its name and its source.
+struct Library {
+    name: String,
+    source: String,
+}
+
+static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    let mut code = PRELUDE.clone();
+    for fragment in [
+        COUNTERS,
+        INDEX,
+        LEGACY,
+        ARGS,
+        FENCES,
+        STUB,
+        MIGRATION_LOCK,
+        crate::commit::TRIM,
+        crate::commit::SPILL,
+        crate::lock::HAND_OVER,
+        crate::index::INDEX_STATE,
+    ] {
+        code.push_str(fragment);
+    }
+    let hash = redis::Script::new(&code).get_hash()[..12].to_string();
+    let name = format!("edge_{hash}");
+    for script in SCRIPTS {
+        code.push_str(&format!(
+            "redis.register_function('{name}_{}', function(KEYS, ARGV)\n{}\nend)\n",
+            script.name, script.body
+        ));
+    }
+    // The hash covers the scripts too: any change is another library.
+    let hash = redis::Script::new(&code).get_hash()[..12].to_string();
+    let final_name = format!("edge_{hash}");
+    let source = format!(
+        "#!lua name={final_name}\n{}",
+        code.replace(&format!("'{name}_"), &format!("'{final_name}_"))
+    );
+    Library {
+        name: final_name,
+        source,
+    }
+});
+
+/// The Redis Functions library every store loads (`FUNCTION LOAD`) on its
+/// first call to a Redis that lacks it. An operator whose Redis does not
+/// let clients load functions loads it beforehand:
+/// `cargo run -p edge-store --example functions | redis-cli -x FUNCTION LOAD`.
+pub fn functions_library() -> &'static str {
+    &LIBRARY.source
+}
+
+/// Whether Redis does not know the library (it restarted, or was never
+/// given it).
 fn is_noscript(error: &redis::RedisError) -> bool {
     error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+        || error.to_string().contains("Function not found")
 }
 
 /// Whether `error` is a script meeting a session of the previous layout.
@@ -206,18 +325,28 @@ impl Store {
     /// Runs `cmd` (built with [`Lua::cmd`]): loads the script first if the
     /// server does not know it, and sends it once more on a connection
     /// found broken.
-    pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
+    pub(crate) async fn eval<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         let mut redis = self.redis.clone();
         let (mut loaded, mut reconnected) = (false, false);
         loop {
             match cmd.query_async(&mut redis).await {
                 Err(error) if is_noscript(&error) && !loaded => {
                     loaded = true;
-                    self.load(lua).await?;
+                    self.load().await?;
                 }
                 Err(error) if is_dropped(&error) && !reconnected => reconnected = true,
                 other => return Ok(other?),
             }
+        }
+    }
+
+    /// A pipeline of plain commands (idempotent together), sent once more
+    /// on a connection found broken.
+    pub(crate) async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut redis = self.redis.clone();
+        match pipe.query_async(&mut redis).await {
+            Err(error) if is_dropped(&error) => Ok(pipe.query_async(&mut redis).await?),
+            other => Ok(other?),
         }
     }
 
@@ -234,27 +363,22 @@ impl Store {
     /// is still in the previous layout.
     pub(crate) async fn eval_session<T: FromRedisValue>(
         &self,
-        lua: &Lua,
         session: &str,
         cmd: &Cmd,
     ) -> Result<T> {
-        match self.eval(lua, cmd).await {
+        match self.eval(cmd).await {
             Err(Error::Redis(error)) if is_legacy(&error) => {
                 self.upgrade_session(session).await?;
-                self.eval(lua, cmd).await
+                self.eval(cmd).await
             }
             other => other,
         }
     }
 
-    /// Runs `cmds` (script calls of `scripts`, which must be idempotent) in
-    /// one pipeline; loads the scripts and repeats the pipeline once if the
-    /// server did not know one of them.
-    pub(crate) async fn eval_pipeline<T: FromRedisValue>(
-        &self,
-        scripts: &[&Lua],
-        cmds: &[Cmd],
-    ) -> Result<Vec<T>> {
+    /// Runs `cmds` (script calls, which must be idempotent) in one
+    /// pipeline; loads the library and repeats the pipeline once if the
+    /// server did not know it.
+    pub(crate) async fn eval_pipeline<T: FromRedisValue>(&self, cmds: &[Cmd]) -> Result<Vec<T>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
@@ -268,9 +392,7 @@ impl Store {
             match pipe.query_async(&mut redis).await {
                 Err(error) if is_noscript(&error) && !loaded => {
                     loaded = true;
-                    for lua in scripts {
-                        self.load(lua).await?;
-                    }
+                    self.load().await?;
                 }
                 Err(error) if is_dropped(&error) && !reconnected => reconnected = true,
                 other => return Ok(other?),
@@ -278,12 +400,16 @@ impl Store {
         }
     }
 
-    async fn load(&self, lua: &Lua) -> Result<()> {
-        let _: String = redis::cmd("SCRIPT")
+    /// Loads the library; one that another call loaded meanwhile is fine.
+    async fn load(&self) -> Result<()> {
+        let loaded: redis::RedisResult<String> = redis::cmd("FUNCTION")
             .arg("LOAD")
-            .arg(&lua.source)
+            .arg(&LIBRARY.source)
             .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(())
+            .await;
+        match loaded {
+            Err(error) if error.to_string().contains("already exists") => Ok(()),
+            other => other.map(drop).map_err(Error::from),
+        }
     }
 }

@@ -21,7 +21,6 @@
 //! - [`Store::abort_out`] / [`Store::drop_in`] (after an abort): the source
 //!   holds the session again; the destination's copy goes, leaving a stub.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Value;
@@ -32,14 +31,13 @@ use crate::layout::{SessionKeys, is_request_id, meta};
 fn is_portable(field: &[u8]) -> bool {
     meta::PORTABLE.iter().any(|p| p.as_bytes() == field)
 }
-use crate::lua::{ARGS, FENCES, INDEX, LEGACY, Lua, MIGRATION_LOCK, STUB};
+use crate::lua::Lua;
 use crate::{Error, Result, Store, int, text};
 
-static FENCE_OUT: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, LEGACY, FENCES],
-        r#"
--- KEYS: meta, lock, data; ARGV: node, session, token, ttl_ms, now_ms
+pub(crate) static FENCE_OUT: Lua = Lua::new(
+    "fence_out",
+    r#"
+-- KEYS: meta, lock, data, ids; ARGV: node, session, token, ttl_ms, now_ms
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_EPOCH, F_PROP, F_CREATED, F_ACCESSED)
 if not m[1] then absent(KEYS[1]) return {'unknown'} end
 if m[1] ~= ARGV[1] then return {'elsewhere', m[1]} end
@@ -56,35 +54,31 @@ else
   migrating(ARGV[2], ARGV[5])
 end
 local bytes = 0
-for _, key in ipairs({KEYS[1], KEYS[3]}) do
+for _, key in ipairs({KEYS[1], KEYS[3], KEYS[4]}) do
   bytes = bytes + (redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') or 0)
 end
 return {'ok', epoch, m[4], m[5] or 0, m[6] or 0, bytes}
 "#,
-    )
-});
+);
 
-static EXPORT: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[FENCES, LEGACY],
-        r#"
--- KEYS: meta, data; ARGV: epoch
+pub(crate) static EXPORT: Lua = Lua::new(
+    "export",
+    r#"
+-- KEYS: meta, data, ids; ARGV: epoch
 local fence = redis.call('HGET', KEYS[1], F_FENCE)
 if not fence then absent(KEYS[1]) end
 if fence ~= out_fence(ARGV[1]) then return false end
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 "#,
-    )
-});
+);
 
-static IMPORT: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, LEGACY, FENCES, ARGS],
-        r#"
--- KEYS: meta, data, lock
--- ARGV: node, session, token, ttl_ms, source, epoch, now_ms, n_meta,
---       then the (field, value) pairs of the metadata (with the request-id
---       records), then those of the data
+pub(crate) static IMPORT: Lua = Lua::new(
+    "import",
+    r#"
+-- KEYS: meta, data, lock, ids
+-- ARGV: node, session, token, ttl_ms, source, epoch, now_ms, n_meta, n_data,
+--       then the (field, value) pairs of the metadata, of the data, and the
+--       request-id records
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[3] then return {'busy'} end
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE)
@@ -94,15 +88,29 @@ if m[1] == ARGV[1] and not m[2] then return {'conflict', 'this node already hold
 if m[2] and m[2] ~= incoming then return {'busy'} end
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 -- A copy imported before (the same migration, sent again) is replaced.
-if m[2] then replayed(-(tonumber(redis.call('HGET', KEYS[1], F_REPLAY)) or 0)) end
-redis.call('DEL', KEYS[1], KEYS[2])
-local meta_end = 8 + 2 * tonumber(ARGV[8])
+if m[2] then replayed(-counters(redis.call('HGET', KEYS[1], F_N)).r) end
+local meta_end = 9 + 2 * tonumber(ARGV[8])
+local data_end = meta_end + 2 * tonumber(ARGV[9])
 local has_owner = false
-for i = 9, meta_end, 2 do if ARGV[i] == F_PROP then has_owner = true end end
+for i = 10, meta_end, 2 do if ARGV[i] == F_PROP then has_owner = true end end
 if not has_owner then return {'conflict', 'the transfer names no proprietary node'} end
-hset_args(KEYS[1], 9, meta_end)
-hset_args(KEYS[2], meta_end + 1, #ARGV)
-replayed(redis.call('HGET', KEYS[1], F_REPLAY))
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
+hset_args(ARGV, KEYS[1], 10, meta_end)
+hset_args(ARGV, KEYS[2], meta_end + 1, data_end)
+-- The request-id records: in the metadata while few, else in the ids hash.
+local records = (#ARGV - data_end) / 2
+if records > INLINE_IDS then
+  redis.call('HSET', KEYS[4], SENTINEL, SENTINEL_VALUE)
+  hset_args(ARGV, KEYS[4], data_end + 1, #ARGV)
+else
+  hset_args(ARGV, KEYS[1], data_end + 1, #ARGV)
+end
+-- Nobody is in line here; the records are where they were put.
+local c = counters(redis.call('HGET', KEYS[1], F_N))
+c.q, c.i = 0, records
+if records > INLINE_IDS then c.s = 1 else c.s = 0 end
+redis.call('HSET', KEYS[1], F_N, packed(c))
+replayed(c.r)
 -- Until the decision, the session's location is still its source.
 redis.call('HSET', KEYS[1], F_LOC, ARGV[5], F_EPOCH, tonumber(ARGV[6]) - 1, F_FENCE, incoming,
   F_FENCED_AT, ARGV[7])
@@ -110,13 +118,11 @@ unstub(ARGV[2])
 migrating(ARGV[2], ARGV[7])
 return {'ok'}
 "#,
-    )
-});
+);
 
-static COMPARE_AND_SET: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[LEGACY],
-        r#"
+pub(crate) static COMPARE_AND_SET: Lua = Lua::new(
+    "compare_and_set",
+    r#"
 -- KEYS: meta; ARGV: node, session, expected_location, expected_epoch, new_location, new_epoch, now_ms
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_EPOCH, F_FENCE)
 if not m[1] then absent(KEYS[1]) return {'unknown'} end
@@ -136,13 +142,11 @@ end
 if m[1] == ARGV[5] and epoch == tonumber(ARGV[6]) then return {'ok', m[1], tostring(epoch)} end
 return {'conflict', m[1], tostring(epoch)}
 "#,
-    )
-});
+);
 
-static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK, LEGACY],
-        r#"
+pub(crate) static ACTIVATE: Lua = Lua::new(
+    "activate",
+    r#"
 -- KEYS: meta, lock; ARGV: node, session, epoch
 local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_PROP, F_ACCESSED)
 if not m[2] then absent(KEYS[1]) end
@@ -157,19 +161,17 @@ end
 if not m[1] and m[2] == ARGV[1] and (tonumber(m[3]) or 0) >= tonumber(ARGV[3]) then return 'ok' end
 return 'conflict'
 "#,
-    )
-});
+);
 
-static FINALIZE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK, STUB, LEGACY],
-        r#"
--- KEYS: meta, data, lock; ARGV: session, epoch, new_location, now_ms
-local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_REPLAY)
+pub(crate) static FINALIZE: Lua = Lua::new(
+    "finalize",
+    r#"
+-- KEYS: meta, data, lock, ids; ARGV: session, epoch, new_location, now_ms
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_N)
 if not m[2] then absent(KEYS[1]) end
 if m[1] == out_fence(ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  replayed(-(tonumber(m[4]) or 0))
+  redis.call('DEL', KEYS[2], KEYS[4])
+  replayed(-counters(m[4]).r)
   redis.call('HSET', KEYS[1], F_LOC, ARGV[3], F_EPOCH, ARGV[2])
   to_stub(KEYS[1])
   drop_migration_lock(KEYS[3])
@@ -180,13 +182,11 @@ end
 if not m[1] and m[2] == ARGV[3] and (tonumber(m[3]) or 0) >= tonumber(ARGV[2]) then return 'ok' end
 return 'conflict'
 "#,
-    )
-});
+);
 
-static ABORT_OUT: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK, LEGACY],
-        r#"
+pub(crate) static ABORT_OUT: Lua = Lua::new(
+    "abort_out",
+    r#"
 -- KEYS: meta, lock; ARGV: session, epoch, node
 local m = redis.call('HMGET', KEYS[1], F_FENCE, F_PROP, F_ACCESSED, F_LOC, F_EPOCH)
 if not m[4] then absent(KEYS[1]) end
@@ -200,31 +200,28 @@ settled(ARGV[1])
 held(ARGV[1], m[2], m[3] or 0)
 return 'ok'
 "#,
-    )
-});
+);
 
-static DROP_IN: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, FENCES, MIGRATION_LOCK, STUB, LEGACY],
-        r#"
--- KEYS: meta, data, lock; ARGV: session, epoch, now_ms, node
-local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_REPLAY)
+pub(crate) static DROP_IN: Lua = Lua::new(
+    "drop_in",
+    r#"
+-- KEYS: meta, data, lock, ids; ARGV: session, epoch, now_ms, node
+local m = redis.call('HMGET', KEYS[1], F_FENCE, F_LOC, F_EPOCH, F_N)
 if not m[2] then absent(KEYS[1]) end
 -- Sent twice: dropped already (a stub pointing at the source remains).
 if not m[1] and m[2] and m[2] ~= ARGV[4] and tonumber(m[3]) == tonumber(ARGV[2]) - 1 then
   return 'ok'
 end
 if not is_in_fence(m[1], ARGV[2]) then return 'conflict' end
-redis.call('DEL', KEYS[2])
-replayed(-(tonumber(m[4]) or 0))
+redis.call('DEL', KEYS[2], KEYS[4])
+replayed(-counters(m[4]).r)
 to_stub(KEYS[1])
 drop_migration_lock(KEYS[3])
 settled(ARGV[1])
 stub(ARGV[1], ARGV[3])
 return 'ok'
 "#,
-    )
-});
+);
 
 /// What [`Store::fence_out`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,16 +323,17 @@ impl Store {
         now_ms: i64,
     ) -> Result<FenceOutcome> {
         let keys = SessionKeys::new(session);
-        let mut cmd = FENCE_OUT.cmd(3);
+        let mut cmd = FENCE_OUT.cmd(4);
         cmd.arg(&keys.meta)
             .arg(&keys.lock)
             .arg(&keys.data)
+            .arg(&keys.ids)
             .arg(&*self.node)
             .arg(session)
             .arg(token)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(now_ms);
-        let reply: Vec<Value> = self.eval_session(&FENCE_OUT, session, &cmd).await?;
+        let reply: Vec<Value> = self.eval_session(session, &cmd).await?;
         Ok(match text(reply.first()).as_str() {
             "ok" => FenceOutcome::Fenced(Fenced {
                 epoch: int(reply.get(1)) as u64,
@@ -355,22 +353,27 @@ impl Store {
     /// The whole session, if it is fenced here for migration `epoch`.
     pub async fn export(&self, session: &str, epoch: u64) -> Result<Option<Exported>> {
         let keys = SessionKeys::new(session);
-        let mut cmd = EXPORT.cmd(2);
-        cmd.arg(&keys.meta).arg(&keys.data).arg(epoch);
-        let reply: Value = self.eval_session(&EXPORT, session, &cmd).await?;
+        let mut cmd = EXPORT.cmd(3);
+        cmd.arg(&keys.meta)
+            .arg(&keys.data)
+            .arg(&keys.ids)
+            .arg(epoch);
+        let reply: Value = self.eval_session(session, &cmd).await?;
         let Value::Array(sections) = reply else {
             return Ok(None);
         };
         let mut sections = sections.into_iter();
-        let (ids, meta) = pairs(sections.next())
+        let (mut ids, meta): (Vec<_>, Vec<_>) = pairs(sections.next())
             .into_iter()
             .filter(|(field, _)| is_portable(field) || is_request_id(field))
             .partition(|(field, _)| is_request_id(field));
-        Ok(Some(Exported {
-            meta,
-            data: pairs(sections.next()),
-            ids,
-        }))
+        let data = pairs(sections.next());
+        ids.extend(
+            pairs(sections.next())
+                .into_iter()
+                .filter(|(field, _)| is_request_id(field)),
+        );
+        Ok(Some(Exported { meta, data, ids }))
     }
 
     /// Stores `exported` as the fenced copy of migration `epoch` from
@@ -393,17 +396,16 @@ impl Store {
             .meta
             .iter()
             .filter(|(field, _)| is_portable(field))
-            .chain(
-                exported
-                    .ids
-                    .iter()
-                    .filter(|(field, _)| is_request_id(field)),
-            )
             .collect();
-        let mut cmd = IMPORT.cmd(3);
+        let ids = exported
+            .ids
+            .iter()
+            .filter(|(field, _)| is_request_id(field));
+        let mut cmd = IMPORT.cmd(4);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
             .arg(&keys.lock)
+            .arg(&keys.ids)
             .arg(&*self.node)
             .arg(session)
             .arg(token)
@@ -411,11 +413,12 @@ impl Store {
             .arg(source)
             .arg(epoch)
             .arg(now_ms)
-            .arg(meta.len());
-        for (field, value) in meta.into_iter().chain(&exported.data) {
+            .arg(meta.len())
+            .arg(exported.data.len());
+        for (field, value) in meta.into_iter().chain(&exported.data).chain(ids) {
             cmd.arg(field.as_slice()).arg(value.as_slice());
         }
-        let reply: Vec<Value> = self.eval_session(&IMPORT, session, &cmd).await?;
+        let reply: Vec<Value> = self.eval_session(session, &cmd).await?;
         Ok(match text(reply.first()).as_str() {
             "ok" => ImportOutcome::Stored,
             "conflict" => ImportOutcome::Conflict(text(reply.get(1))),
@@ -442,7 +445,7 @@ impl Store {
             .arg(new)
             .arg(new_epoch)
             .arg(now_ms);
-        let reply: Vec<Value> = self.eval_session(&COMPARE_AND_SET, session, &cmd).await?;
+        let reply: Vec<Value> = self.eval_session(session, &cmd).await?;
         let location = text(reply.get(1));
         let epoch = int(reply.get(2)).max(0) as u64;
         Ok(match text(reply.first()).as_str() {
@@ -463,7 +466,7 @@ impl Store {
             .arg(&*self.node)
             .arg(session)
             .arg(epoch);
-        let reply: String = self.eval_session(&ACTIVATE, session, &cmd).await?;
+        let reply: String = self.eval_session(session, &cmd).await?;
         Ok(reply == "ok")
     }
 
@@ -478,15 +481,16 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool> {
         let keys = SessionKeys::new(session);
-        let mut cmd = FINALIZE.cmd(3);
+        let mut cmd = FINALIZE.cmd(4);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
             .arg(&keys.lock)
+            .arg(&keys.ids)
             .arg(session)
             .arg(epoch)
             .arg(new_location)
             .arg(now_ms);
-        let reply: String = self.eval_session(&FINALIZE, session, &cmd).await?;
+        let reply: String = self.eval_session(session, &cmd).await?;
         Ok(reply == "ok")
     }
 
@@ -500,7 +504,7 @@ impl Store {
             .arg(session)
             .arg(epoch)
             .arg(&*self.node);
-        let reply: String = self.eval_session(&ABORT_OUT, session, &cmd).await?;
+        let reply: String = self.eval_session(session, &cmd).await?;
         Ok(reply == "ok")
     }
 
@@ -509,15 +513,16 @@ impl Store {
     /// copy of migration `epoch` here.
     pub async fn drop_in(&self, session: &str, epoch: u64, now_ms: i64) -> Result<bool> {
         let keys = SessionKeys::new(session);
-        let mut cmd = DROP_IN.cmd(3);
+        let mut cmd = DROP_IN.cmd(4);
         cmd.arg(&keys.meta)
             .arg(&keys.data)
             .arg(&keys.lock)
+            .arg(&keys.ids)
             .arg(session)
             .arg(epoch)
             .arg(now_ms)
             .arg(&*self.node);
-        let reply: String = self.eval_session(&DROP_IN, session, &cmd).await?;
+        let reply: String = self.eval_session(session, &cmd).await?;
         Ok(reply == "ok")
     }
 }

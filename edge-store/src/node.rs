@@ -38,12 +38,12 @@ const FIELDS: [&str; 8] = [
     meta::CREATED,
     meta::ACCESSED,
     meta::EPOCH,
-    meta::VERSION,
+    meta::COUNTERS,
     meta::FENCE,
     meta::FENCED_AT,
 ];
 
-type RawMeta = (Vec<Option<String>>, bool, bool);
+type RawMeta = (Vec<Option<Vec<u8>>>, bool, bool);
 
 impl Store {
     /// The metadata of `session` here, if it has any.
@@ -96,7 +96,7 @@ impl Store {
             (items.next(), items.next(), items.next())
         {
             let unexpected = |e: redis::ParsingError| Error::Reply(e.to_string());
-            let fields: Vec<Option<String>> =
+            let fields: Vec<Option<Vec<u8>>> =
                 redis::from_redis_value(fields).map_err(unexpected)?;
             let exists: bool = redis::from_redis_value(exists).map_err(unexpected)?;
             let legacy: bool = redis::from_redis_value(legacy).map_err(unexpected)?;
@@ -155,17 +155,22 @@ impl Store {
     }
 }
 
-fn parse(session: &str, fields: Vec<Option<String>>, has_data: bool) -> Option<Meta> {
+fn parse(session: &str, fields: Vec<Option<Vec<u8>>>, has_data: bool) -> Option<Meta> {
     let mut fields = fields.into_iter();
-    let mut next = || fields.next().flatten();
-    let location = next()?;
-    let number = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-    let proprietary = next().unwrap_or_default();
+    let mut bytes = || fields.next().flatten();
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    let location = text(bytes()?);
+    let number = |v: Option<Vec<u8>>| {
+        v.and_then(|v| String::from_utf8_lossy(&v).parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let proprietary = bytes().map(text).unwrap_or_default();
+    let mut next = bytes;
     let created_ms = number(next());
     let accessed_ms = number(next());
     let epoch = number(next()).max(0) as u64;
-    let version = number(next()).max(0) as u64;
-    let fence = next().as_deref().and_then(Fence::parse);
+    let version = next().map_or(0, |c| crate::layout::Counters::parse(&c).version);
+    let fence = next().map(text).as_deref().and_then(Fence::parse);
     let fenced_at_ms = number(next());
     Some(Meta {
         session: session.to_string(),

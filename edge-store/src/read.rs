@@ -9,43 +9,38 @@
 //! fences the session, the node that has its data serves reads from that
 //! frozen copy (no commit can change it then).
 
-use std::sync::LazyLock;
-
 use redis::Value;
 
 use crate::layout::SessionKeys;
-use crate::lua::{LEGACY, Lua};
+use crate::lua::Lua;
 use crate::{Error, Result, Store, text};
 
-static LOCATE_FOR_READ: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[LEGACY],
-        r#"
+pub(crate) static LOCATE_FOR_READ: Lua = Lua::new(
+    "locate_for_read",
+    r#"
 -- KEYS: meta, data
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_PROP, F_FENCE)
 if not m[1] then absent(KEYS[1]) end
 local frozen = m[3] and redis.call('EXISTS', KEYS[2]) == 1
 return {m[1], m[2], frozen and 1 or 0}
 "#,
-    )
-});
+);
 
-static READ_COMMITTED: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[LEGACY],
-        r#"
+pub(crate) static READ_COMMITTED: Lua = Lua::new(
+    "read_committed",
+    r#"
 -- KEYS: meta, data; ARGV: node, field, expected_version ('' = any)
-local m = redis.call('HMGET', KEYS[1], F_LOC, F_VERSION, F_FENCE)
+local m = redis.call('HMGET', KEYS[1], F_LOC, F_N, F_FENCE)
 if not m[1] then absent(KEYS[1]) end
 if m[1] and m[1] ~= ARGV[1] and not (m[3] and redis.call('EXISTS', KEYS[2]) == 1) then
   return {'moved', m[1]}
 end
-local version = m[2] or ''
+local version = ''
+if m[1] then version = tostring(counters(m[2]).v) end
 if ARGV[3] ~= '' and version ~= ARGV[3] then return {'changed'} end
 return {'value', version, redis.call('HGET', KEYS[2], ARGV[2])}
 "#,
-    )
-});
+);
 
 /// Where a read-only call finds its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +74,8 @@ impl Store {
     pub async fn locate_for_read(&self, keys: &SessionKeys) -> Result<ReadLocation> {
         let mut cmd = LOCATE_FOR_READ.cmd(2);
         cmd.arg(&keys.meta).arg(&keys.data);
-        let (location, proprietary, frozen): (Option<String>, Option<String>, i64) = self
-            .eval_session(&LOCATE_FOR_READ, &keys.name, &cmd)
-            .await?;
+        let (location, proprietary, frozen): (Option<String>, Option<String>, i64) =
+            self.eval_session(&keys.name, &cmd).await?;
         Ok(ReadLocation {
             location,
             proprietary,
@@ -103,7 +97,7 @@ impl Store {
             .arg(&*self.node)
             .arg(field)
             .arg(expected_version.unwrap_or(""));
-        let reply: Vec<Value> = self.eval_session(&READ_COMMITTED, &keys.name, &cmd).await?;
+        let reply: Vec<Value> = self.eval_session(&keys.name, &cmd).await?;
         let mut items = reply.into_iter();
         match text(items.next().as_ref()).as_str() {
             "value" => {

@@ -14,14 +14,13 @@
 //! ([`Store::upgrade_session`]) and runs the script again. Converting is
 //! idempotent: a converted session is only (re-)indexed.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Value;
 
-use crate::index::{INDEX_STATE, SessionPages};
+use crate::index::SessionPages;
 use crate::layout::{LAYOUT_KEY, LAYOUT_VERSION, SessionKeys};
-use crate::lua::{INDEX, Lua};
+use crate::lua::Lua;
 use crate::{Result, Store, text};
 
 /// `currentLocation`: the field that tells a version-1 record.
@@ -31,11 +30,10 @@ pub(crate) const LEGACY_LOCATION: &str = "currentLocation";
 /// is scheduled (the SDK's default); the trim itself uses the function's.
 const ASSUMED_RETENTION: Duration = Duration::from_secs(86_400);
 
-static UPGRADE_SESSION: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[INDEX, INDEX_STATE],
-        r#"
--- KEYS: meta, reqs (v1), resp (v1); ARGV: node, session, now_ms, retention_ms
+pub(crate) static UPGRADE_SESSION: Lua = Lua::new(
+    "upgrade_session",
+    r#"
+-- KEYS: meta, reqs (v1), resp (v1), ids; ARGV: node, session, now_ms, retention_ms
 local function iso_ms(text)
   if not text then return nil end
   local y, mo, d, h, mi, sec, frac =
@@ -53,20 +51,28 @@ local function iso_ms(text)
 end
 local now = tonumber(ARGV[3])
 local old = redis.call('HMGET', KEYS[1], 'proprietaryLocation', 'currentLocation',
-  'timestampCreation', 'timestampLastAccess', 'migration', 'migrationSince')
+  'timestampCreation', 'timestampLastAccess', 'migration', 'migrationSince', 'version')
 local converted = 0
 if old[2] then
   converted = 1
   local created = iso_ms(old[3]) or now
   local accessed = iso_ms(old[4]) or created
   redis.call('HDEL', KEYS[1], 'proprietaryLocation', 'currentLocation', 'timestampCreation',
-    'timestampLastAccess', 'migration', 'migrationSince')
+    'timestampLastAccess', 'migration', 'migrationSince', 'version')
   redis.call('HSET', KEYS[1], F_PROP, old[1] or ARGV[1], F_LOC, old[2], F_CREATED, created,
     F_ACCESSED, accessed)
   if old[5] then redis.call('HSET', KEYS[1], F_FENCE, old[5], F_FENCED_AT, old[6] or now) end
   local ids = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   local oldest
   local replay = 0
+  local records = KEYS[1]
+  local c = counters(nil)
+  c.v, c.i, c.a = tonumber(old[7]) or 0, #ids / 2, accessed
+  if c.i > INLINE_IDS then
+    records = KEYS[4]
+    redis.call('HSET', records, SENTINEL, SENTINEL_VALUE)
+    c.s = 1
+  end
   for i = 1, #ids, 2 do
     local at = tonumber(ids[i + 1])
     local kept = redis.call('HGET', KEYS[3], ids[i])
@@ -75,24 +81,24 @@ if old[2] then
       record = record .. ' ' .. kept
       replay = replay + #kept
     end
-    redis.call('HSET', KEYS[1], ids[i], record)
+    redis.call('HSET', records, ids[i], record)
     if not oldest or at < oldest then oldest = at end
   end
-  redis.call('HSET', KEYS[1], F_REPLAY, replay)
+  c.r = replay
   -- A stub keeps none: the data (and its records) live elsewhere.
   if old[2] == ARGV[1] or old[5] then replayed(replay) end
   if oldest then
     local retention = tonumber(ARGV[4])
-    redis.call('HSET', KEYS[1], F_TRIM_AT, oldest + retention + math.floor(retention / 8))
+    c.t = oldest + retention + math.floor(retention / 8)
   end
+  redis.call('HSET', KEYS[1], F_N, packed(c))
   redis.call('DEL', KEYS[2], KEYS[3])
 end
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_PROP, F_ACCESSED, F_FENCED_AT)
 if not m[1] then return {converted, 'absent'} end
 return {converted, index_state(ARGV[2], ARGV[1], now, m[1], m[2], m[3], m[4], m[5])}
 "#,
-    )
-});
+);
 
 /// What [`Store::upgrade`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,10 +114,11 @@ pub struct UpgradeReport {
 fn upgrade_cmd(store: &Store, session: &str, now_ms: i64) -> redis::Cmd {
     let keys = SessionKeys::new(session);
     let base = keys.meta.strip_suffix("meta").unwrap_or(&keys.meta);
-    let mut cmd = UPGRADE_SESSION.cmd(3);
+    let mut cmd = UPGRADE_SESSION.cmd(4);
     cmd.arg(&keys.meta)
         .arg(format!("{base}reqs"))
         .arg(format!("{base}resp"))
+        .arg(&keys.ids)
         .arg(&*store.node)
         .arg(session)
         .arg(now_ms)
@@ -139,7 +146,7 @@ impl Store {
     /// indexes it.
     pub async fn upgrade_session(&self, session: &str) -> Result<()> {
         let cmd = upgrade_cmd(self, session, now_ms());
-        let _: Value = self.eval(&UPGRADE_SESSION, &cmd).await?;
+        let _: Value = self.eval(&cmd).await?;
         Ok(())
     }
 
@@ -162,7 +169,7 @@ impl Store {
                 .iter()
                 .map(|session| upgrade_cmd(self, session, now))
                 .collect();
-            let replies: Vec<Vec<Value>> = self.eval_pipeline(&[&UPGRADE_SESSION], &cmds).await?;
+            let replies: Vec<Vec<Value>> = self.eval_pipeline(&cmds).await?;
             report.converted += replies
                 .iter()
                 .filter(|reply| text(reply.first()) == "1")

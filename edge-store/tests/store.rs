@@ -126,7 +126,8 @@ async fn every_step_keeps_the_indexes_exact() {
         .collect();
     assert_eq!(recent, ["s3", "s2"]);
     // A commit moves the session to the young end.
-    assert!(call(&milan, "s1", b"sv2", T0 + 10).await);
+    // (The last access moves once a second.)
+    assert!(call(&milan, "s1", b"sv2", T0 + 2000).await);
     assert_eq!(
         milan
             .least_recently_used(&HashSet::new())
@@ -173,7 +174,7 @@ async fn every_step_keeps_the_indexes_exact() {
     let moved = cloud.meta("s1").await.unwrap().unwrap();
     assert_eq!(
         (moved.proprietary.as_str(), moved.accessed_ms),
-        ("milan", T0 + 10)
+        ("milan", T0 + 2000)
     );
     assert_eq!(cloud.owners().await.unwrap(), ["milan"]);
     // A session becomes held somewhere only by a migration that fenced it:
@@ -357,12 +358,23 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
             );
         }
     };
+    // Records live in the metadata while few, then in the ids hash.
     let ids = |redis: &RedisServer| -> usize {
-        let fields: Vec<String> = redis.connection().hkeys(&keys.meta).unwrap();
+        let mut fields: Vec<String> = redis.connection().hkeys(&keys.meta).unwrap();
+        fields.extend(
+            redis
+                .connection()
+                .hkeys::<_, Vec<String>>(&keys.ids)
+                .unwrap(),
+        );
         fields
             .iter()
             .filter(|f| edge_store::layout::is_request_id(f.as_bytes()))
             .count()
+    };
+    let kept = |redis: &RedisServer, id: &str| -> bool {
+        redis.connection().hexists(&keys.meta, id).unwrap()
+            || redis.connection().hexists(&keys.ids, id).unwrap()
     };
     let by_count = IdRetention {
         window: Duration::from_secs(3600),
@@ -376,22 +388,35 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     // Over the bound: down to seven eighths of it, the oldest first.
     commit(id(16), T0 + 16, by_count).await;
     assert_eq!(ids(&redis), 14);
-    let kept: bool = redis.connection().hexists(&keys.meta, id(2)).unwrap();
-    assert!(!kept);
-    let kept: bool = redis.connection().hexists(&keys.meta, id(3)).unwrap();
-    assert!(kept);
+    assert!(!kept(&redis, &id(2)));
+    assert!(kept(&redis, &id(3)));
+    // Past the first 16, the records moved to a hash Redis keeps as a table.
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(&keys.ids)
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(encoding, "hashtable");
+    assert_eq!(
+        redis.connection().hlen::<_, usize>(&keys.ids).unwrap(),
+        14 + 1
+    );
     // By age: kept for the window, trimmed once past it by an eighth.
     let by_age = IdRetention {
         window: Duration::from_millis(800),
         ..RETENTION
     };
-    let trim_at: i64 = redis.connection().hget(&keys.meta, meta::TRIM_AT).unwrap();
+    let counters = |redis: &RedisServer| -> edge_store::layout::Counters {
+        let text: Vec<u8> = redis.connection().hget(&keys.meta, meta::COUNTERS).unwrap();
+        edge_store::layout::Counters::parse(&text)
+    };
+    let trim_at = counters(&redis).trim_at;
     // Rescheduled by the count trim: from the oldest kept id, plus the window
     // and an eighth of it.
     assert_eq!(trim_at, T0 + 3 + 3600 * 1000 + 450 * 1000);
     commit(id(100), trim_at, by_age).await;
     assert_eq!(ids(&redis), 1, "every id older than the window went");
-    let trim_at: i64 = redis.connection().hget(&keys.meta, meta::TRIM_AT).unwrap();
+    let trim_at = counters(&redis).trim_at;
     commit(id(101), trim_at - 1, by_age).await;
     assert_eq!(ids(&redis), 2, "not due yet: nothing trimmed");
 }
@@ -550,9 +575,10 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
     let id = |i: i64| format!("00000000-0000-4000-8000-{i:012}");
     let replay_bytes = |session: &str| -> (u64, u64) {
         let mut connection = redis.connection();
-        let session: u64 = connection
-            .hget(SessionKeys::new(session).meta, meta::REPLAY_BYTES)
+        let text: Vec<u8> = connection
+            .hget(SessionKeys::new(session).meta, meta::COUNTERS)
             .unwrap();
+        let session = edge_store::layout::Counters::parse(&text).replay_bytes;
         let node: u64 = connection.get(node::REPLAY_BYTES).unwrap();
         (session, node)
     };
@@ -742,4 +768,83 @@ async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
     ));
     assert!(milan.abort_out("hot", epoch).await.unwrap());
     assert_exact(&milan).await;
+}
+
+#[tokio::test]
+async fn many_request_ids_move_with_their_session() {
+    let (milan_redis, cloud_redis) = (RedisServer::start(), RedisServer::start());
+    let (milan, cloud) = (store(&milan_redis, "milan"), store(&cloud_redis, "cloud"));
+    let keys = SessionKeys::new("busy");
+    let id = |i: i64| format!("00000000-0000-4000-8000-{i:012}");
+    for i in 0..20 {
+        let token = lock::call_token();
+        let begun = milan
+            .begin(
+                &keys,
+                &token,
+                Duration::from_secs(30),
+                &id(i),
+                T0 + i,
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(begun, Begin::Acquired { .. }));
+        let answer = format!("200 text/plain\nanswer {i}");
+        let record = CommitRecord {
+            request_id: &id(i),
+            now_ms: T0 + i,
+            retained: Some(answer.as_bytes()),
+        };
+        assert!(
+            milan
+                .commit(&keys, &token, "milan", &[], record, RETENTION)
+                .await
+                .unwrap()
+        );
+    }
+    let epoch = fence(&milan, "busy", T0 + 100).await;
+    let exported = milan.export("busy", epoch).await.unwrap().unwrap();
+    assert_eq!(exported.ids.len(), 20);
+    let stored = cloud
+        .import(
+            "busy",
+            &lock::migration_token(),
+            Duration::from_secs(60),
+            "milan",
+            epoch,
+            T0 + 101,
+            &exported,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, ImportOutcome::Stored);
+    assert!(cloud.activate("busy", epoch).await.unwrap());
+    assert!(
+        milan
+            .finalize("busy", epoch, "cloud", T0 + 102)
+            .await
+            .unwrap()
+    );
+    for i in [0, 7, 19] {
+        let replay = cloud
+            .begin(
+                &keys,
+                &lock::call_token(),
+                Duration::from_secs(30),
+                &id(i),
+                T0 + 200,
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            replay,
+            Begin::Completed(Some(format!("200 text/plain\nanswer {i}").into_bytes()))
+        );
+    }
+    let left: bool = milan_redis.connection().exists(&keys.ids).unwrap();
+    assert!(!left, "the source's records went with the data");
+    assert_exact(&milan).await;
+    assert_exact(&cloud).await;
 }

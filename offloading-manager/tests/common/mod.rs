@@ -156,7 +156,7 @@ impl Node {
     /// empty if there is none.
     pub fn meta(&self, session: &str) -> HashMap<String, String> {
         use edge_store::layout::meta;
-        let stored: HashMap<String, String> = self
+        let stored: HashMap<String, Vec<u8>> = self
             .connection()
             .hgetall(edge_store::SessionKeys::new(session).meta)
             .unwrap();
@@ -167,7 +167,13 @@ impl Node {
             (meta::FENCE, "migration"),
         ]
         .into_iter()
-        .filter_map(|(field, name)| Some((name.to_string(), stored.get(field)?.clone())))
+        .filter_map(|(field, name)| {
+            let value = stored.get(field)?;
+            Some((
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ))
+        })
         .collect()
     }
 

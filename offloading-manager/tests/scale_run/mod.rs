@@ -291,11 +291,12 @@ fn fill_copies(cluster: &Cluster, options: &Options) -> u64 {
     }
     if !options.legacy {
         // The node's total of retained responses counts the copies' too.
-        let replay: u64 = redis::cmd("HGET")
+        let counters: Vec<u8> = redis::cmd("HGET")
             .arg(SessionKeys::new(&name(0)).meta)
-            .arg(meta::REPLAY_BYTES)
+            .arg(meta::COUNTERS)
             .query(&mut redis)
             .unwrap();
+        let replay = edge_store::layout::Counters::parse(&counters).replay_bytes;
         let _: () = redis::pipe()
             .cmd("INCRBY")
             .arg(node::REPLAY_BYTES)

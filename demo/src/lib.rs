@@ -244,7 +244,7 @@ impl Demo {
 
     /// Waits until `session`'s lock is held on `node`.
     async fn wait_for_lock(&self, node: &str, session: &str) -> anyhow::Result<()> {
-        let lock = edge_store::SessionKeys::new(session).lock;
+        let lock = edge_store::SessionKeys::new(session).lock().to_string();
         let mut redis = self.redis(node)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !redis::cmd("EXISTS").arg(&lock).query::<bool>(&mut redis)? {

@@ -54,7 +54,8 @@
 //! --tool=callgrind`, makes [`COUNTED_CALLS`] sequential calls after a
 //! warm-up, and prints the instructions each process spent per call
 //! (counters zeroed with `callgrind_control -z` before, read with `-d`
-//! after), beside those of a `PING`.
+//! after), beside those of a `PING`. `--only-instructions` prints only
+//! these.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -680,6 +681,10 @@ async fn main() {
         return;
     }
     let count = !args.iter().any(|a| a == "--no-instructions");
+    if args.iter().any(|a| a == "--only-instructions") {
+        count_instructions(&common::http_client(), &Bytes::from(vec![7u8; BODY_BYTES])).await;
+        return;
+    }
     let redis_server = RedisServer::start();
     let mut redis = redis_server
         .client()

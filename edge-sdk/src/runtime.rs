@@ -43,9 +43,9 @@ use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use edge_store::layout::{config as node_config, lock};
-use edge_store::{Begin, CommitRecord, IdRetention, LockHolder, SessionKeys, Store, Turn};
+use edge_store::{Begin, CommitRecord, IdRetention, Lease, LockHolder, SessionKeys, Store, Turn};
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
 
@@ -264,11 +264,14 @@ impl<H: Handler<K>, K> Shared<H, K> {
             .unwrap_or(DEFAULT_LOCK_WAIT)
             .min(self.config.default_lock_ttl / 2);
         let deadline = Instant::now() + wait;
-        let proprietary = loop {
+        // The call's time, as its records keep it: when it took the lock.
+        let mut began_ms;
+        let (proprietary, lease) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            began_ms = now_ms();
             let begin = self
                 .store
-                .begin(&keys, &token, ttl, &request_id, now_ms(), left)
+                .begin(&keys, &token, ttl, &request_id, began_ms, left)
                 .await;
             match begin {
                 Err(error) => return failed_store_step(&error, "taking the session lock"),
@@ -283,7 +286,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
                     // would expire: a short wait rather than the TTL left.
                     return retry_later(reason, 1);
                 }
-                Ok(Begin::Acquired { proprietary }) => break proprietary,
+                Ok(Begin::Acquired { proprietary, lease }) => break (proprietary, lease),
                 Ok(Begin::Queued {
                     proprietary,
                     lock_expires_in,
@@ -292,7 +295,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
                     // expires (its call died: no hand-over will come).
                     let until = left.min(lock_expires_in + Duration::from_millis(20));
                     match self.store.wait_turn(&keys, &token, until).await {
-                        Ok(Turn::Go) => break proprietary,
+                        Ok(Turn::Go) => break (proprietary, Lease::default()),
                         // Begin again: its request id completed meanwhile,
                         // the session moved or is being migrated, or the
                         // holder's lock expired.
@@ -314,7 +317,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
             }
         };
         let mut session = Session::new(
-            keys.clone(),
+            keys,
             proprietary,
             Arc::clone(&self.config.infrastructure),
             HandlerKind::Blocking,
@@ -326,7 +329,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
         let response = match result {
             Ok(Ok(response)) => response,
             failed => {
-                if let Err(error) = self.store.release(&keys, &token, now_ms()).await {
+                if let Err(error) = self.store.release(session.keys(), &token, now_ms()).await {
                     tracing::warn!(
                         session = session.id(),
                         "could not release the lock: {error}"
@@ -355,7 +358,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
         let retained = retained_form(&response, self.config.replay_max_bytes);
         let record = CommitRecord {
             request_id: &request_id,
-            now_ms: now_ms(),
+            now_ms: began_ms,
             retained: retained.as_deref(),
         };
         let retention = IdRetention {
@@ -364,7 +367,7 @@ impl<H: Handler<K>, K> Shared<H, K> {
             session_replay_max: limits.session_replay_max,
             node_replay_max: limits.node_replay_max,
         };
-        match session.commit(&token, record, retention).await {
+        match session.commit(&token, record, retention, lease).await {
             Ok(CommitOutcome::Committed) => response,
             Ok(CommitOutcome::LockLost) => json_error(
                 StatusCode::LOCKED,
@@ -551,7 +554,7 @@ impl NodeSettings {
 
 fn session_header(headers: &HeaderMap) -> std::result::Result<String, String> {
     let value = headers
-        .get(SESSION_HEADER)
+        .get(HeaderName::from_static(SESSION_HEADER))
         .ok_or("missing X-session header: name the session, e.g. X-session: cart-42")?;
     let bytes = value.as_bytes();
     if bytes.is_empty()
@@ -569,7 +572,7 @@ const MISSING_REQUEST_ID: &str = "missing X-session-request-id header: a blockin
      chosen by the client and reused when it retries";
 
 fn request_id_header(headers: &HeaderMap) -> std::result::Result<Option<String>, String> {
-    match headers.get(REQUEST_ID_HEADER) {
+    match headers.get(HeaderName::from_static(REQUEST_ID_HEADER)) {
         None => Ok(None),
         Some(value) => value
             .to_str()

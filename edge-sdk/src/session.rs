@@ -89,7 +89,7 @@ struct ReadState {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("id", &self.keys.name)
+            .field("id", &self.keys.name())
             .field("node", &self.store.node())
             .field("kind", &self.kind)
             .field("buffered_writes", &self.writes.len())
@@ -118,7 +118,11 @@ impl Session {
 
     /// The session's name (the `X-session` header).
     pub fn id(&self) -> &str {
-        &self.keys.name
+        self.keys.name()
+    }
+
+    pub(crate) fn keys(&self) -> &SessionKeys {
+        &self.keys
     }
 
     /// The node serving this call (`EDGE_LOCATION`).
@@ -313,6 +317,7 @@ impl Session {
         token: &str,
         record: edge_store::CommitRecord<'_>,
         retention: IdRetention,
+        lease: edge_store::Lease,
     ) -> Result<CommitOutcome> {
         let writes: Vec<(&str, Option<&[u8]>)> = self
             .writes
@@ -328,6 +333,7 @@ impl Session {
                 &writes,
                 record,
                 retention,
+                lease,
             )
             .await?;
         Ok(if committed {

@@ -32,9 +32,10 @@ async fn a_locked_session_is_retried_with_the_same_id_and_runs_once() {
     let url = node.url("/");
     assert_eq!(client.post(&url, "c", "").await.unwrap().text(), "1");
     // Another holder keeps the lock for 300 ms: the client waits it out.
-    let lock = edge_store::SessionKeys::new("c").lock;
+    let keys = edge_store::SessionKeys::new("c");
+    let lock = keys.lock();
     let _: () = redis::cmd("SET")
-        .arg(&lock)
+        .arg(lock)
         .arg("someone")
         .arg("PX")
         .arg(300)
@@ -46,11 +47,11 @@ async fn a_locked_session_is_retried_with_the_same_id_and_runs_once() {
     assert!(answer.attempts > 1, "the lock was not in the way?");
     let n: Vec<u8> = redis
         .connection()
-        .hget(edge_store::SessionKeys::new("c").data, "n")
+        .hget(edge_store::SessionKeys::new("c").data(), "n")
         .unwrap();
     assert_eq!(&n[1..], b"2");
     // A bounded number of attempts: a lock that stays gives up with the 503.
-    let _: () = redis.connection().set_ex(&lock, "forever", 60).unwrap();
+    let _: () = redis.connection().set_ex(lock, "forever", 60).unwrap();
     let patient = Client::with_options({
         let mut options = ClientOptions::default();
         options.attempts = 3;
@@ -75,7 +76,7 @@ async fn redirects_are_followed_and_remembered() {
     let _: () = redis_edge
         .connection()
         .hset_multiple(
-            &keys.meta,
+            keys.meta(),
             &[(meta::PROPRIETARY, "edge"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
@@ -94,7 +95,7 @@ async fn redirects_are_followed_and_remembered() {
     cloud.stop().await.unwrap();
     let _: () = redis_edge
         .connection()
-        .hset(&keys.meta, meta::LOCATION, "edge")
+        .hset(keys.meta(), meta::LOCATION, "edge")
         .unwrap();
     let third = client.post(&edge.url("/"), "roaming", "").await.unwrap();
     assert_eq!(third.status, 200);
@@ -117,7 +118,7 @@ async fn a_client_with_its_own_route_to_a_node_uses_it_on_redirects() {
     let _: () = redis_edge
         .connection()
         .hset_multiple(
-            edge_store::SessionKeys::new("routed").meta,
+            edge_store::SessionKeys::new("routed").meta(),
             &[(meta::PROPRIETARY, "edge"), (meta::LOCATION, "cloud")],
         )
         .unwrap();

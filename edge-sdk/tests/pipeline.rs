@@ -35,7 +35,7 @@ async fn read_value(req: Request, session: &Session) -> edge_sdk::Result<edge_sd
 
 fn hget(redis: &RedisServer, session: &str, field: &str) -> Option<Vec<u8>> {
     let keys = edge_store::SessionKeys::new(session);
-    redis.connection().hget(keys.data, field).unwrap()
+    redis.connection().hget(keys.data(), field).unwrap()
 }
 
 #[tokio::test]
@@ -56,7 +56,7 @@ async fn handler_status_is_returned_and_writes_are_committed() {
     assert_eq!(&stored[1..], b"hello");
     let meta: std::collections::HashMap<String, Vec<u8>> = redis
         .connection()
-        .hgetall(edge_store::SessionKeys::new("s1").meta)
+        .hgetall(edge_store::SessionKeys::new("s1").meta())
         .unwrap();
     assert_eq!(meta[meta::PROPRIETARY], b"edge");
     assert_eq!(meta[meta::LOCATION], b"edge");
@@ -178,7 +178,7 @@ async fn a_session_living_elsewhere_is_a_307_to_that_node() {
     let _: () = redis
         .connection()
         .hset_multiple(
-            &keys.meta,
+            keys.meta(),
             &[(meta::PROPRIETARY, "edge"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
@@ -273,7 +273,7 @@ async fn request_ids_are_bounded_per_session() {
     }
     let keys = edge_store::SessionKeys::new("bounded");
     let mut records: std::collections::HashMap<String, Vec<u8>> =
-        redis.connection().hgetall(&keys.meta).unwrap();
+        redis.connection().hgetall(keys.meta()).unwrap();
     records.retain(|field, _| edge_store::layout::is_request_id(field.as_bytes()));
     assert_eq!(records.len(), 5);
     // Each kept with its retained response (the 201 and its body).
@@ -300,7 +300,7 @@ async fn a_session_locked_past_the_wait_or_migrating_is_a_503_with_retry_after()
         ("someone-else", "locked by another call"),
         ("migration:x", "being migrated"),
     ] {
-        let _: () = redis.connection().set_ex(&keys.lock, token, 20).unwrap();
+        let _: () = redis.connection().set_ex(keys.lock(), token, 20).unwrap();
         let response = client
             .post(node.url("/"))
             .header("X-session", "busy")
@@ -356,7 +356,7 @@ async fn a_call_waits_in_line_for_a_locked_session_and_is_served_next() {
             .send(),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while redis.connection().llen::<_, usize>(&keys.queue).unwrap() == 0 {
+    while redis.connection().llen::<_, usize>(&keys.queue()).unwrap() == 0 {
         assert!(Instant::now() < deadline, "the call never got in line");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -404,9 +404,9 @@ async fn a_failing_or_panicking_handler_is_a_500_writes_nothing_and_frees_the_lo
         let body: serde_json::Value = response.json().await.unwrap();
         assert!(body["message"].as_str().unwrap().contains(message));
         assert!(hget(&redis, "fails", "written").is_none());
-        let lock_exists: bool = redis.connection().exists(&keys.lock).unwrap();
+        let lock_exists: bool = redis.connection().exists(keys.lock()).unwrap();
         assert!(!lock_exists, "the lock must be released at once");
-        let recorded: bool = redis.connection().hexists(&keys.meta, &id).unwrap();
+        let recorded: bool = redis.connection().hexists(keys.meta(), &id).unwrap();
         assert!(!recorded, "a failed call's id is not recorded");
     }
     // The very next call gets the lock at once, and a retry of a failed id runs.
@@ -495,7 +495,7 @@ async fn a_handler_that_outlives_its_lock_is_a_423_and_writes_nothing() {
             .send()
     };
     let slow = tokio::spawn(call("slow", request_id()));
-    let lock = edge_store::SessionKeys::new("fenced").lock;
+    let lock = edge_store::SessionKeys::new("fenced").lock().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis.connection().exists::<_, bool>(&lock).unwrap() {
         assert!(
@@ -802,7 +802,10 @@ async fn retained_responses_are_bounded_in_bytes_per_session() {
         assert_eq!(call(id.clone()).await.unwrap().status(), 200);
     }
     let keys = edge_store::SessionKeys::new("big-cart");
-    let counters: Vec<u8> = redis.connection().hget(&keys.meta, meta::COUNTERS).unwrap();
+    let counters: Vec<u8> = redis
+        .connection()
+        .hget(keys.meta(), meta::COUNTERS)
+        .unwrap();
     let retained = edge_store::layout::Counters::parse(&counters).replay_bytes;
     assert!(
         retained <= 1024 * 1024,
@@ -932,12 +935,20 @@ async fn round_trips_per_call_are_reads_plus_two_or_plus_one() {
 
     let monitor = Monitor::start(&redis);
     assert_eq!(blocking().await.unwrap().status(), 200);
-    // Begin is one pipeline (SET of the lock, HMGET of the metadata, HGET
-    // of the overflow request ids), commit one FCALL, and one HGET for each
-    // of the three keys first read: 1 + 1 + 3 round trips.
+    // Begin is one pipeline (SET NX of the lock, WATCH of it, HMGET of the
+    // metadata, HGET of the overflow request ids), the commit one watched
+    // transaction (MULTI, HSET of the data, HSET of the metadata, INCRBY of
+    // the node's retained bytes, DEL of the lock, EXEC), and one HGET for
+    // each of the three keys first read: 1 + 1 + 3 round trips. No script.
+    // The UNWATCH heads the begin's pipeline because the warm-up (the
+    // session's first call, which the begin script creates) gave the
+    // connection back with its WATCH still set.
     assert_eq!(
         monitor.finish(),
-        ["fcall", "hget", "hget", "hget", "hget", "hmget", "set"]
+        [
+            "del", "exec", "hget", "hget", "hget", "hget", "hmget", "hset", "hset", "incrby",
+            "multi", "set", "unwatch", "watch"
+        ]
     );
 
     let monitor = Monitor::start(&redis);
@@ -975,7 +986,7 @@ async fn shutdown_lets_calls_in_flight_finish() {
             .header("X-session-request-id", request_id())
             .send(),
     );
-    let lock = edge_store::SessionKeys::new("drain").lock;
+    let lock = edge_store::SessionKeys::new("drain").lock().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis.connection().exists::<_, bool>(&lock).unwrap() {
         assert!(Instant::now() < deadline, "the call never started");
@@ -1024,7 +1035,7 @@ async fn request_ids_are_forgotten_after_the_retention_window() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(call(&request_id()).await.unwrap().status(), 201);
     let keys = edge_store::SessionKeys::new("window");
-    let kept: bool = redis.connection().hexists(&keys.meta, &old).unwrap();
+    let kept: bool = redis.connection().hexists(keys.meta(), &old).unwrap();
     assert!(
         !kept,
         "an id older than the window (and its response) was kept"
@@ -1064,19 +1075,19 @@ async fn a_migration_fence_closes_the_session_to_writes_even_without_a_lock() {
     // A call in flight when a migration fences the session cannot commit.
     let in_flight = tokio::spawn(call());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !redis.connection().exists::<_, bool>(&keys.lock).unwrap() {
+    while !redis.connection().exists::<_, bool>(&keys.lock()).unwrap() {
         assert!(Instant::now() < deadline, "the call never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _: () = redis
         .connection()
-        .hset(&keys.meta, meta::FENCE, "out:1")
+        .hset(keys.meta(), meta::FENCE, "out:1")
         .unwrap();
     FENCE_RELEASE.notify_one();
     assert_eq!(in_flight.await.unwrap().unwrap().status(), 423);
     assert!(hget(&redis, "moving", "late").is_none());
     // With no lock left, the fence alone answers 503 "being migrated".
-    let lock_left: bool = redis.connection().exists(&keys.lock).unwrap();
+    let lock_left: bool = redis.connection().exists(keys.lock()).unwrap();
     assert!(!lock_left);
     let response = call().await.unwrap();
     assert_eq!(response.status(), 503);
@@ -1104,7 +1115,7 @@ async fn during_a_migration_writers_wait_and_readers_read_the_frozen_copy() {
     let _: () = redis
         .connection()
         .hset_multiple(
-            &keys.meta,
+            keys.meta(),
             &[(meta::FENCE, "out:1"), (meta::LOCATION, "cloud")],
         )
         .unwrap();
@@ -1123,8 +1134,8 @@ async fn during_a_migration_writers_wait_and_readers_read_the_frozen_copy() {
     assert_eq!(read.status(), 200);
     assert_eq!(read.text().await.unwrap(), "before the move");
     // Once the migration is over here (data gone, no fence), readers are redirected.
-    let _: () = redis.connection().hdel(&keys.meta, meta::FENCE).unwrap();
-    let _: () = redis.connection().del(&keys.data).unwrap();
+    let _: () = redis.connection().hdel(keys.meta(), meta::FENCE).unwrap();
+    let _: () = redis.connection().del(keys.data()).unwrap();
     let read = client
         .get(reader.url("/?value"))
         .header("X-session", "frozen")

@@ -175,7 +175,7 @@ fn sigterm_drains_calls_in_flight_then_exits_cleanly() {
             })
             .collect();
         let in_flight = tokio::spawn(futures_util::future::join_all(calls));
-        let lock = edge_store::SessionKeys::new("term-3").lock;
+        let lock = edge_store::SessionKeys::new("term-3").lock().to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !redis::Commands::exists::<_, bool>(&mut redis.connection(), &lock).unwrap() {
             assert!(Instant::now() < deadline, "the calls never started");

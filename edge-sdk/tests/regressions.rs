@@ -30,14 +30,14 @@ async fn post(node: &TestNode, session: &str, body: &'static str) -> reqwest::Re
 fn data(redis: &RedisServer, session: &str) -> HashMap<String, Vec<u8>> {
     redis
         .connection()
-        .hgetall(SessionKeys::new(session).data)
+        .hgetall(SessionKeys::new(session).data())
         .unwrap()
 }
 
 fn counters(redis: &RedisServer, session: &str) -> Vec<u8> {
     redis
         .connection()
-        .hget(SessionKeys::new(session).meta, meta::COUNTERS)
+        .hget(SessionKeys::new(session).meta(), meta::COUNTERS)
         .unwrap()
 }
 
@@ -45,7 +45,7 @@ fn counters(redis: &RedisServer, session: &str) -> Vec<u8> {
 fn meta(redis: &RedisServer, session: &str) -> HashMap<String, String> {
     let stored: HashMap<String, Vec<u8>> = redis
         .connection()
-        .hgetall(SessionKeys::new(session).meta)
+        .hgetall(SessionKeys::new(session).meta())
         .unwrap();
     stored
         .into_iter()
@@ -85,7 +85,7 @@ async fn item_1_delete_removes_the_key_and_reads_of_missing_keys_write_nothing()
     );
     let exists: bool = redis
         .connection()
-        .exists(SessionKeys::new("null").data)
+        .exists(SessionKeys::new("null").data())
         .unwrap();
     assert!(!exists);
 }
@@ -164,7 +164,7 @@ async fn item_3_a_handler_error_releases_the_lock_at_once() {
     assert_eq!(post(&node, "exc", "").await.status(), 500);
     let held: bool = redis
         .connection()
-        .exists(SessionKeys::new("exc").lock)
+        .exists(SessionKeys::new("exc").lock())
         .unwrap();
     assert!(!held);
     assert_eq!(post(&node, "exc", "").await.status(), 200);
@@ -241,13 +241,13 @@ async fn item_7_last_access_changes_only_with_a_commit() {
     // A call that finds the session locked touches nothing either.
     let _: () = redis
         .connection()
-        .set_ex(SessionKeys::new("clock").lock, "other", 30)
+        .set_ex(SessionKeys::new("clock").lock(), "other", 30)
         .unwrap();
     assert_eq!(post(&node, "clock", "").await.status(), 503);
     assert_eq!(meta(&redis, "clock")[meta::ACCESSED], first[meta::ACCESSED]);
     let _: () = redis
         .connection()
-        .del(SessionKeys::new("clock").lock)
+        .del(SessionKeys::new("clock").lock())
         .unwrap();
     LAST_ACCESS_MODE.store(0, Ordering::SeqCst);
     // The last access is kept to the second: a commit a second later moves it.
@@ -358,9 +358,9 @@ async fn item_8_non_blocking_reads_see_whole_commits_or_a_redirect() {
     let keys = SessionKeys::new("pair");
     let _: () = redis
         .connection()
-        .hset(&keys.meta, meta::LOCATION, "cloud")
+        .hset(keys.meta(), meta::LOCATION, "cloud")
         .unwrap();
-    let _: () = redis.connection().del(&keys.data).unwrap();
+    let _: () = redis.connection().del(keys.data()).unwrap();
     PAUSE_BETWEEN_READS.notify_one();
     let response = read.await.unwrap();
     assert_eq!(response.status(), 307);

@@ -83,10 +83,10 @@ impl Store {
             .map(|session| {
                 let keys = SessionKeys::new(session);
                 let mut cmd = COLLECT_IF_EXPIRED.cmd(4);
-                cmd.arg(&keys.meta)
-                    .arg(&keys.data)
-                    .arg(&keys.lock)
-                    .arg(&keys.ids)
+                cmd.arg(keys.meta())
+                    .arg(keys.data())
+                    .arg(keys.lock())
+                    .arg(keys.ids())
                     .arg(&*self.node)
                     .arg(session)
                     .arg(cutoff_ms);
@@ -111,10 +111,10 @@ impl Store {
     pub async fn delete_stub(&self, session: &str) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = DELETE_STUB.cmd(4);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.lock)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
+            .arg(keys.lock())
+            .arg(keys.ids())
             .arg(&*self.node)
             .arg(session);
         let deleted: i64 = self.eval(&cmd).await?;
@@ -139,10 +139,10 @@ impl Store {
     pub async fn delete_session(&self, session: &str) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = DELETE_SESSION.cmd(4);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.lock)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
+            .arg(keys.lock())
+            .arg(keys.ids())
             .arg(session);
         let deleted: i64 = self.eval_session(session, &cmd).await?;
         Ok(deleted > 0)

@@ -14,9 +14,12 @@
 
 use std::time::Duration;
 
-use crate::layout::SessionKeys;
+use redis_protocol::resp2::types::RangeFrame;
+
+use crate::layout::{Counters, SessionKeys};
+use crate::lock::{Lease, Short};
 use crate::lua::Lua;
-use crate::{Result, Store};
+use crate::{Error, Result, Store};
 
 pub(crate) static COMMIT: Lua = Lua::new(
     "commit",
@@ -26,15 +29,19 @@ pub(crate) static COMMIT: Lua = Lua::new(
 --       now_ms, numbers (struct '>i8i8i8i8i8i8': now_ms, retention ms, max ids,
 --       session replay max, node replay max, n_sets), retained ('' = none),
 --       then n_sets (field, value) pairs, then the fields to delete
+-- Answers whether it committed, and the node's retained-response bytes
+-- (which the caller's next calls go by).
+local function done(committed) return {committed, redis.call('GET', NODE_REPLAY) or '0'} end
 local token, node, session, proprietary, id = struct.unpack('sssss', ARGV[1])
 local base = keys_of(KEYS[1])
 local lock_key, ids_key = base .. K_LOCK, base .. K_IDS
-if redis.call('GET', lock_key) ~= token then
+local holder = redis.call('GET', lock_key)
+if not holds(holder, token) then
   -- Sent twice (the first answer was lost with its connection): done already.
   if redis.call('HEXISTS', KEYS[1], id) == 1 or redis.call('HEXISTS', ids_key, id) == 1 then
-    return 1
+    return done(1)
   end
-  return 0
+  return done(0)
 end
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE, F_N)
 local c = counters(m[3])
@@ -43,8 +50,8 @@ local c = counters(m[3])
 if m[1] ~= node or m[2] then
   redis.call('DEL', lock_key)
   -- Those in line begin again, and learn where the session went.
-  if c.q == 1 then wake_all(KEYS[1], base .. K_QUEUE, base .. K_WAKE, 'retry') end
-  return 0
+  if queued(holder) then wake_all(base .. K_QUEUE, base .. K_WAKE, 'retry') end
+  return done(0)
 end
 local now, retention, max, session_max, node_max, n_sets = struct.unpack('>i8i8i8i8i8i8', ARGV[3])
 local sets_end = 4 + 2 * n_sets
@@ -91,12 +98,12 @@ else
   end
 end
 if touched then held(session, proprietary, ARGV[2]) end
-if c.q == 1 then
+if queued(holder) then
   hand_over(KEYS[1], ids_key, lock_key, base .. K_QUEUE, base .. K_WAKE, now)
 else
   redis.call('DEL', lock_key)
 end
-return 1
+return done(1)
 "#,
 );
 
@@ -227,6 +234,13 @@ impl Store {
     /// `token` still holds the session's lock and the session is still held
     /// here and not fenced; records the request id and releases the lock.
     /// Returns whether it committed (if not, nothing was written).
+    ///
+    /// With the [`Lease`] of a pipelined begin, and nothing to trim, spill
+    /// or store outside the data hash, it is one `MULTI`/`EXEC` on the
+    /// call's connection, applied only if the watched lock was not touched
+    /// since the begin; otherwise (or if it was touched: a call got in line
+    /// and the lock must be handed over) the commit script decides.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         keys: &SessionKeys,
@@ -235,16 +249,24 @@ impl Store {
         writes: &[(&str, Option<&[u8]>)],
         record: CommitRecord<'_>,
         retention: IdRetention,
+        mut lease: Lease,
     ) -> Result<bool> {
+        if let Some(short) = lease.short.take()
+            && let Some(committed) = self
+                .commit_short(short, keys, proprietary, writes, record, retention)
+                .await?
+        {
+            return Ok(committed);
+        }
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
         debug_assert!(crate::layout::is_request_id(record.request_id.as_bytes()));
         let mut names = Vec::with_capacity(
-            token.len() + self.node.len() + keys.name.len() + proprietary.len() + 41,
+            token.len() + self.node.len() + keys.name().len() + proprietary.len() + 41,
         );
         for name in [
             token,
             &*self.node,
-            &keys.name,
+            keys.name(),
             proprietary,
             record.request_id,
         ] {
@@ -253,7 +275,7 @@ impl Store {
             names.push(0);
         }
         let mut cmd = COMMIT.cmd(1);
-        cmd.arg(&keys.meta)
+        cmd.arg(keys.meta())
             .arg(names)
             .arg(record.now_ms)
             .arg(numbers(&[
@@ -275,7 +297,187 @@ impl Store {
                 cmd.arg(*field);
             }
         }
-        let committed: i64 = self.eval(&cmd).await?;
+        let (committed, node_replay): (i64, u64) = self.eval(&cmd).await?;
+        self.replay_seen
+            .store(node_replay, std::sync::atomic::Ordering::Relaxed);
         Ok(committed == 1)
+    }
+}
+
+impl Store {
+    /// The transaction of [`Store::commit`]; `None` when the script must
+    /// decide instead (nothing was written then).
+    async fn commit_short(
+        &self,
+        mut short: Short,
+        keys: &SessionKeys,
+        proprietary: &str,
+        writes: &[(&str, Option<&[u8]>)],
+        record: CommitRecord<'_>,
+        retention: IdRetention,
+    ) -> Result<Option<bool>> {
+        let found = short.counters;
+        let now = record.now_ms;
+        let window = retention.window.as_millis() as i64;
+        // The response is retained within the session's budget, and the
+        // node's: near it, the script checks exactly.
+        let size = record.retained.map_or(0, |r| r.len() as u64);
+        let size = if size > retention.session_replay_max {
+            0
+        } else {
+            size
+        };
+        if size > 0 && short.node_replay + size > retention.node_replay_max {
+            return Ok(None);
+        }
+        let mut counters = Counters {
+            version: found.version + 1,
+            replay_bytes: found.replay_bytes + size,
+            ids: found.ids + 1,
+            trim_at: if found.trim_at == 0 {
+                now + window + window / 8
+            } else {
+                found.trim_at
+            },
+            ..found
+        };
+        let touched = now - found.accessed >= crate::layout::ACCESS_RESOLUTION_MS;
+        if touched {
+            counters.accessed = now;
+        }
+        // Trims and spills are the script's.
+        if now >= counters.trim_at
+            || counters.replay_bytes > retention.session_replay_max
+            || counters.ids > retention.max_ids.max(1) as u64
+            || (!counters.spilled && counters.ids > crate::layout::INLINE_IDS as u64)
+        {
+            return Ok(None);
+        }
+        let Some(mut conn) = short.conn.take() else {
+            return Ok(None);
+        };
+        let record_bytes = crate::layout::id_record(now, record.retained.filter(|_| size > 0));
+        let packed = counters.to_bytes();
+        let mut now_digits = itoa::Buffer::new();
+        let now_text = now_digits.format(now);
+        let mut size_digits = itoa::Buffer::new();
+        let size_text = size_digits.format(size);
+        conn.cmd(&[b"MULTI"]);
+        let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
+        if sets > 0 {
+            conn.command(2 + 2 * sets);
+            conn.arg(b"HSET");
+            conn.arg(keys.data().as_bytes());
+            for (field, value) in writes {
+                if let Some(value) = value {
+                    conn.arg(field.as_bytes());
+                    conn.arg(value);
+                }
+            }
+        }
+        if sets < writes.len() {
+            conn.command(2 + writes.len() - sets);
+            conn.arg(b"HDEL");
+            conn.arg(keys.data().as_bytes());
+            for (field, value) in writes {
+                if value.is_none() {
+                    conn.arg(field.as_bytes());
+                }
+            }
+        }
+        let id = record.request_id.as_bytes();
+        let meta = keys.meta().as_bytes();
+        let n = crate::layout::meta::COUNTERS.as_bytes();
+        let accessed = crate::layout::meta::ACCESSED.as_bytes();
+        match (counters.spilled, touched) {
+            (false, false) => conn.cmd(&[b"HSET", meta, id, &record_bytes, n, &packed]),
+            (false, true) => conn.cmd(&[
+                b"HSET",
+                meta,
+                id,
+                &record_bytes,
+                n,
+                &packed,
+                accessed,
+                now_text.as_bytes(),
+            ]),
+            (true, touched) => {
+                conn.cmd(&[b"HSET", keys.ids().as_bytes(), id, &record_bytes]);
+                if touched {
+                    conn.cmd(&[b"HSET", meta, n, &packed, accessed, now_text.as_bytes()]);
+                } else {
+                    conn.cmd(&[b"HSET", meta, n, &packed]);
+                }
+            }
+        }
+        // Where the INCRBY's answer is among the transaction's.
+        let replay_at = if size > 0 {
+            usize::from(sets > 0)
+                + usize::from(sets < writes.len())
+                + if counters.spilled { 2 } else { 1 }
+        } else {
+            usize::MAX
+        };
+        if size > 0 {
+            conn.cmd(&[
+                b"INCRBY",
+                crate::layout::node::REPLAY_BYTES.as_bytes(),
+                size_text.as_bytes(),
+            ]);
+        }
+        if touched {
+            let lru = crate::layout::node::lru(proprietary);
+            conn.cmd(&[
+                b"ZADD",
+                lru.as_bytes(),
+                now_text.as_bytes(),
+                keys.name().as_bytes(),
+            ]);
+            conn.cmd(&[
+                b"SADD",
+                crate::layout::node::OWNERS.as_bytes(),
+                proprietary.as_bytes(),
+            ]);
+        }
+        conn.cmd(&[b"DEL", keys.lock().as_bytes()]);
+        conn.cmd(&[b"EXEC"]);
+        let replies = match conn.send(self.calls.timeout).await {
+            Ok(replies) => replies,
+            Err(_) => {
+                // Whether EXEC ran is unknown: the script finds out (a
+                // commit that landed left its request id behind).
+                self.calls.clear();
+                return Ok(None);
+            }
+        };
+        // EXEC (or an abort) ends the WATCH.
+        conn.watching = false;
+        let outcome = match replies.last().map(|(frame, base)| (frame, *base)) {
+            // The lock was touched: a call got in line (the script hands
+            // the lock over), or it was lost (the script says so).
+            Some((RangeFrame::Null, _)) => None,
+            Some((RangeFrame::Array(results), base)) => match results
+                .iter()
+                .find_map(|result| conn.error((result, base)))
+            {
+                None => {
+                    if let Some(RangeFrame::Integer(total)) = results.get(replay_at) {
+                        self.replay_seen
+                            .store((*total).max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Some(true)
+                }
+                Some(error) => {
+                    // A command failed half-way (a key of the wrong type,
+                    // set by hand): not something a retry repairs.
+                    self.calls.give_back(conn);
+                    return Err(Error::Reply(format!("the commit failed half-way: {error}")));
+                }
+            },
+            // Refused before running (EXECABORT: nothing was applied).
+            _ => None,
+        };
+        self.calls.give_back(conn);
+        Ok(outcome)
     }
 }

@@ -365,7 +365,7 @@ impl Store {
                 .iter()
                 .map(|session| {
                     let mut cmd = INDEX_SESSION.cmd(1);
-                    cmd.arg(SessionKeys::new(session).meta)
+                    cmd.arg(SessionKeys::new(session).meta())
                         .arg(&*self.node)
                         .arg(session)
                         .arg(now_ms);
@@ -406,7 +406,7 @@ impl Store {
                     let mut cmd = REMOVE_STALE.cmd(0);
                     cmd.arg(&*self.node).arg(index);
                     for member in flat.iter().step_by(2) {
-                        cmd.arg(member).arg(SessionKeys::new(member).meta);
+                        cmd.arg(member).arg(SessionKeys::new(member).meta());
                     }
                     let n: usize = self.eval(&cmd).await?;
                     removed += n;
@@ -488,7 +488,7 @@ impl Store {
         let mut pipe = redis::pipe();
         for session in sessions {
             pipe.cmd("HMGET")
-                .arg(SessionKeys::new(session).meta)
+                .arg(SessionKeys::new(session).meta())
                 .arg(&STATE_FIELDS[..]);
         }
         let raw: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut self.redis.clone()).await?;

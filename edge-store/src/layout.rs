@@ -8,9 +8,9 @@
 //! use edge_store::SessionKeys;
 //!
 //! let keys = SessionKeys::new("cart-42");
-//! assert_eq!(keys.meta, "edge:{cart-42}:meta");
-//! assert_eq!(SessionKeys::new("a}b").data, "edge:{a%7Db}:data");
-//! assert_eq!(SessionKeys::session_of(&SessionKeys::new("a}b").meta).as_deref(), Some("a}b"));
+//! assert_eq!(keys.meta(), "edge:{cart-42}:meta");
+//! assert_eq!(SessionKeys::new("a}b").data(), "edge:{a%7Db}:data");
+//! assert_eq!(SessionKeys::session_of(&SessionKeys::new("a}b").meta()).as_deref(), Some("a}b"));
 //! ```
 
 /// The layout version this crate reads and writes; kept in
@@ -88,6 +88,11 @@ pub mod lock {
     /// Tokens of migrations start with this prefix; a call that finds one
     /// is told that the session is being migrated.
     pub const MIGRATION_PREFIX: &str = "migration:";
+
+    /// Appended to the holder's token by a call that gets in line behind
+    /// it (`SET … KEEPTTL`): the holder then hands the lock over at its
+    /// commit or release. A lock with the mark is still its holder's.
+    pub const QUEUED_MARK: &str = "+";
 
     /// A fresh random token for a call's lock.
     pub fn call_token() -> String {
@@ -200,60 +205,115 @@ pub mod config {
 /// The keys of one session. Every key shares the hash tag `{<session>}`
 /// (with `%`, `{` and `}` percent-encoded so that the tag is always the
 /// whole, non-empty name), so that a Redis Cluster keeps them in one slot.
+/// Built once per call, in one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionKeys {
-    /// The session's name (the `X-session` header); the member of the
-    /// indexes.
-    pub name: String,
-    /// Metadata hash: the [`meta`] fields, and one record per completed
-    /// request id (id → `<ms>` or `<ms> <retained response>`, see
-    /// [`id_record`]).
-    pub meta: String,
-    /// Data hash: the session's values by key, each a [`value_tag`] byte
-    /// and the payload.
-    pub data: String,
-    /// The lock: the holder's token, with a TTL.
-    pub lock: String,
-    /// The request-id records of a session with more than [`INLINE_IDS`].
-    pub ids: String,
-    /// Blocking calls waiting in line for the lock, oldest first:
-    /// `<token> <request id> <deadline ms> <lock ttl ms>`.
-    pub queue: String,
-    /// Prefix of each waiting call's wake-up list (`<prefix><token>`): the
-    /// call that releases the lock pushes `go` (the lock is now the
-    /// waiter's), `done` (its request id completed meanwhile) or `retry`.
-    pub wake_prefix: String,
+    /// The name, then every key, one after the other.
+    buffer: String,
+    /// Where each part ends in `buffer`: name, meta, data, lock, ids,
+    /// queue, wake prefix; the key prefix `edge:{<tag>}:` is `prefix` long.
+    ends: [u32; 7],
+    prefix: u32,
 }
 
 impl SessionKeys {
     /// The keys of session `session`.
     pub fn new(session: &str) -> SessionKeys {
-        let mut tag = String::with_capacity(session.len() + 2);
+        let escapes = session
+            .bytes()
+            .filter(|b| matches!(b, b'%' | b'{' | b'}'))
+            .count();
+        let prefix = 8 + session.len() + 2 * escapes;
+        let suffixes = [
+            suffix::META,
+            suffix::DATA,
+            suffix::LOCK,
+            suffix::IDS,
+            suffix::QUEUE,
+            suffix::WAKE,
+        ];
+        let mut buffer = String::with_capacity(
+            session.len() + suffixes.iter().map(|s| prefix + s.len()).sum::<usize>(),
+        );
+        buffer.push_str(session);
+        let start = buffer.len();
+        buffer.push_str("edge:{");
         for c in session.chars() {
             match c {
-                '%' => tag.push_str("%25"),
-                '{' => tag.push_str("%7B"),
-                '}' => tag.push_str("%7D"),
-                c => tag.push(c),
+                '%' => buffer.push_str("%25"),
+                '{' => buffer.push_str("%7B"),
+                '}' => buffer.push_str("%7D"),
+                c => buffer.push(c),
             }
         }
-        let key = |suffix: &str| {
-            let mut key = String::with_capacity(tag.len() + 8 + suffix.len());
-            key.push_str("edge:{");
-            key.push_str(&tag);
-            key.push_str("}:");
-            key.push_str(suffix);
-            key
-        };
-        SessionKeys {
-            meta: key(suffix::META),
-            data: key(suffix::DATA),
-            lock: key(suffix::LOCK),
-            ids: key(suffix::IDS),
-            queue: key(suffix::QUEUE),
-            wake_prefix: key(suffix::WAKE),
-            name: session.to_string(),
+        buffer.push_str("}:");
+        debug_assert_eq!(buffer.len() - start, prefix);
+        let mut ends = [start as u32; 7];
+        for (i, suffix) in suffixes.iter().enumerate() {
+            if i > 0 {
+                buffer.extend_from_within(start..start + prefix);
+            }
+            buffer.push_str(suffix);
+            ends[i + 1] = buffer.len() as u32;
         }
+        SessionKeys {
+            buffer,
+            ends,
+            prefix: prefix as u32,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.buffer[start..self.ends[i] as usize]
+    }
+
+    /// The session's name (the `X-session` header); the member of the
+    /// indexes.
+    pub fn name(&self) -> &str {
+        self.part(0)
+    }
+
+    /// Metadata hash: the [`meta`] fields, and the first request-id
+    /// records (id → `<ms>` or `<ms> <retained response>`, see
+    /// [`id_record`]).
+    pub fn meta(&self) -> &str {
+        self.part(1)
+    }
+
+    /// Data hash: the session's values by key, each a [`value_tag`] byte
+    /// and the payload.
+    pub fn data(&self) -> &str {
+        self.part(2)
+    }
+
+    /// The lock: the holder's token, with a TTL.
+    pub fn lock(&self) -> &str {
+        self.part(3)
+    }
+
+    /// The request-id records of a session with more than [`INLINE_IDS`].
+    pub fn ids(&self) -> &str {
+        self.part(4)
+    }
+
+    /// Blocking calls waiting in line for the lock, oldest first:
+    /// `<token> <request id> <deadline ms> <lock ttl ms>`.
+    pub fn queue(&self) -> &str {
+        self.part(5)
+    }
+
+    /// Prefix of each waiting call's wake-up list (`<prefix><token>`): the
+    /// call that releases the lock pushes `go` (the lock is now the
+    /// waiter's), `done` (its request id completed meanwhile) or `retry`.
+    pub fn wake_prefix(&self) -> &str {
+        self.part(6)
+    }
+
+    /// The prefix every key of the session starts with: `edge:{<tag>}:`.
+    pub fn prefix(&self) -> &str {
+        let start = self.ends[0] as usize;
+        &self.buffer[start..start + self.prefix as usize]
     }
 
     /// The `SCAN` pattern matching the metadata key of every session.
@@ -296,9 +356,6 @@ pub struct Counters {
     pub replay_bytes: u64,
     /// How many request-id records the session has.
     pub ids: u64,
-    /// Whether calls may be in line for the lock (the commit then hands it
-    /// over rather than deleting it).
-    pub queued: bool,
     /// Whether the records moved to the `ids` hash (past [`INLINE_IDS`]).
     pub spilled: bool,
     /// The [`meta::ACCESSED`] time the session is indexed under (ms): the
@@ -313,9 +370,9 @@ pub const ACCESS_RESOLUTION_MS: i64 = 1000;
 
 impl Counters {
     /// The `struct` format of the field.
-    pub const FORMAT: &'static str = ">i8i8i8i8i8BB";
+    pub const FORMAT: &'static str = ">i8i8i8i8i8B";
     /// The field's length in bytes.
-    pub const LEN: usize = 42;
+    pub const LEN: usize = 41;
 
     /// Parses the field (all zero when missing or malformed).
     pub fn parse(bytes: &[u8]) -> Counters {
@@ -330,25 +387,26 @@ impl Counters {
             replay_bytes: word(2).max(0) as u64,
             ids: word(3).max(0) as u64,
             accessed: word(4),
-            queued: bytes[40] == 1,
-            spilled: bytes[41] == 1,
+            spilled: bytes[40] == 1,
         }
     }
 
     /// The field's bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(Counters::LEN);
-        for word in [
+    pub fn to_bytes(&self) -> [u8; Counters::LEN] {
+        let mut bytes = [0u8; Counters::LEN];
+        for (i, word) in [
             self.version as i64,
             self.trim_at,
             self.replay_bytes as i64,
             self.ids as i64,
             self.accessed,
-        ] {
-            bytes.extend_from_slice(&word.to_be_bytes());
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&word.to_be_bytes());
         }
-        bytes.push(u8::from(self.queued));
-        bytes.push(u8::from(self.spilled));
+        bytes[40] = u8::from(self.spilled);
         bytes
     }
 }
@@ -417,7 +475,7 @@ mod tests {
     fn session_names_round_trip_through_their_tag() {
         for name in ["plain", "a}b", "{x}", "100%", "%7D", "a:b"] {
             let keys = SessionKeys::new(name);
-            for key in [&keys.meta, &keys.data, &keys.lock] {
+            for key in [&keys.meta(), &keys.data(), &keys.lock()] {
                 assert_eq!(SessionKeys::session_of(key).as_deref(), Some(name));
             }
         }
@@ -449,7 +507,6 @@ mod counters_tests {
             trim_at: 1_764_590_400_123,
             replay_bytes: 99,
             ids: 3,
-            queued: false,
             spilled: true,
             accessed: 1_764_590_400_000,
         };

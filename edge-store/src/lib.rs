@@ -22,7 +22,8 @@
 //! │                                          one per completed call (a UUID: 36 characters,
 //! │                                          a length no field name above has)
 //! ├─ edge:{cart-42}:data   hash    <key> → <tag><payload>   tag s (string), b (bytes), l (JSON list)
-//! ├─ edge:{cart-42}:lock   string  holder's token (migrations: migration:<random>), PX ttl
+//! ├─ edge:{cart-42}:lock   string  holder's token (migrations: migration:<random>), PX ttl;
+//! │                                ends with + while calls wait in line
 //! ├─ edge:{cart-42}:queue  list    calls waiting for the lock: <token> <request id> <deadline> <ttl>
 //! ├─ edge:{cart-42}:wake:<token>   list  go | done | retry, pushed by the call that releases the lock
 //! │
@@ -68,6 +69,7 @@
 
 mod collect;
 mod commit;
+mod conn;
 mod index;
 pub mod layout;
 mod lock;
@@ -87,7 +89,7 @@ pub use collect::Collected;
 pub use commit::{CommitRecord, IdRetention};
 pub use index::{AuditReport, Candidate, RebuildReport};
 pub use layout::SessionKeys;
-pub use lock::{Begin, LockHolder, Turn};
+pub use lock::{Begin, Lease, LockHolder, Turn};
 pub use lua::functions_library;
 pub use migration::{CasOutcome, Exported, Fence, FenceOutcome, Fenced, ImportOutcome};
 pub use node::Meta;
@@ -115,6 +117,13 @@ pub struct Store {
     redis: ConnectionManager,
     node: Arc<str>,
     waiting: Arc<lock::WaitingConnections>,
+    calls: Arc<conn::Pool>,
+    /// The node's retained-response bytes as this process last saw them
+    /// (each commit learns them): what the short commit checks the node's
+    /// budget against. Near the budget, the commit script checks exactly;
+    /// so the node may go over it by at most one response per call that was
+    /// in flight when the total crossed it.
+    replay_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,6 +146,8 @@ impl Store {
         Ok(Store {
             redis: connect_client(client.clone(), timeout)?,
             node: node.into(),
+            calls: Arc::new(conn::Pool::new(client.get_connection_info(), timeout)),
+            replay_seen: Arc::default(),
             waiting: Arc::new(lock::WaitingConnections::new(client, timeout)),
         })
     }

@@ -33,7 +33,7 @@ use crate::{Error, Result, Store};
 pub(crate) const LEGACY_ERROR: &str = "EDGELEGACY";
 
 static PRELUDE: LazyLock<String> = LazyLock::new(|| {
-    let constants: [(&str, &str); 27] = [
+    let constants: [(&str, &str); 28] = [
         ("F_PROP", meta::PROPRIETARY),
         ("F_LOC", meta::LOCATION),
         ("F_CREATED", meta::CREATED),
@@ -57,6 +57,7 @@ static PRELUDE: LazyLock<String> = LazyLock::new(|| {
         ("SENTINEL", crate::layout::IDS_SENTINEL.0),
         ("SENTINEL_VALUE", crate::layout::IDS_SENTINEL.1),
         ("MIGRATION_TOKEN", lock::MIGRATION_PREFIX),
+        ("QUEUED_MARK", lock::QUEUED_MARK),
         ("FENCE_OUT", fence::OUT),
         ("FENCE_IN", fence::IN),
         ("LEGACY_ERROR", LEGACY_ERROR),
@@ -110,27 +111,29 @@ end
 "#;
 
 /// `counters(bytes)`: the [`crate::layout::Counters`] field as a table
-/// (`v`ersion, `t`rim at, `r`eplay bytes, `i`ds, `q`ueued, `s`pilled, all
-/// numbers); `packed(c)` writes it back; `update_counters(meta_key, fn)`
-/// reads, changes and writes it; `keys_of(meta_key)`: the prefix of the
-/// session's keys.
+/// (`v`ersion, `t`rim at, `r`eplay bytes, `i`ds, `a`ccessed, `s`pilled,
+/// e`x`ternal values, all numbers); `packed(c)` writes it back;
+/// `keys_of(meta_key)`: the prefix of the session's keys; `holds(lock,
+/// token)`: whether a lock value is `token`'s (with or without the queued
+/// mark); `queued(lock)`: whether it carries the mark.
 pub(crate) const COUNTERS: &str = r#"
 local function counters(bytes)
   if not bytes or #bytes ~= COUNTERS_LEN then
-    return {v = 0, t = 0, r = 0, i = 0, a = 0, q = 0, s = 0}
+    return {v = 0, t = 0, r = 0, i = 0, a = 0, s = 0}
   end
-  local v, t, r, i, a, q, s = struct.unpack(COUNTERS_FORMAT, bytes)
-  return {v = v, t = t, r = r, i = i, a = a, q = q, s = s}
+  local v, t, r, i, a, s = struct.unpack(COUNTERS_FORMAT, bytes)
+  return {v = v, t = t, r = r, i = i, a = a, s = s}
 end
 local function packed(c)
-  return struct.pack(COUNTERS_FORMAT, c.v, c.t, c.r, c.i, c.a, c.q, c.s)
-end
-local function update_counters(meta_key, change)
-  local c = counters(redis.call('HGET', meta_key, F_N))
-  change(c)
-  redis.call('HSET', meta_key, F_N, packed(c))
+  return struct.pack(COUNTERS_FORMAT, c.v, c.t, c.r, c.i, c.a, c.s)
 end
 local function keys_of(meta_key) return string.sub(meta_key, 1, -1 - #K_META) end
+local function holds(lock, token)
+  return lock == token or lock == token .. QUEUED_MARK
+end
+local function queued(lock)
+  return lock ~= false and lock ~= nil and string.sub(lock, -#QUEUED_MARK) == QUEUED_MARK
+end
 "#;
 
 /// `absent(meta_key)`: called when a session's metadata has no location;
@@ -337,16 +340,6 @@ impl Store {
                 Err(error) if is_dropped(&error) && !reconnected => reconnected = true,
                 other => return Ok(other?),
             }
-        }
-    }
-
-    /// A pipeline of plain commands (idempotent together), sent once more
-    /// on a connection found broken.
-    pub(crate) async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut redis = self.redis.clone();
-        match pipe.query_async(&mut redis).await {
-            Err(error) if is_dropped(&error) => Ok(pipe.query_async(&mut redis).await?),
-            other => Ok(other?),
         }
     }
 

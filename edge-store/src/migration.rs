@@ -107,7 +107,7 @@ else
 end
 -- Nobody is in line here; the records are where they were put.
 local c = counters(redis.call('HGET', KEYS[1], F_N))
-c.q, c.i = 0, records
+c.i = records
 if records > INLINE_IDS then c.s = 1 else c.s = 0 end
 redis.call('HSET', KEYS[1], F_N, packed(c))
 replayed(c.r)
@@ -324,10 +324,10 @@ impl Store {
     ) -> Result<FenceOutcome> {
         let keys = SessionKeys::new(session);
         let mut cmd = FENCE_OUT.cmd(4);
-        cmd.arg(&keys.meta)
-            .arg(&keys.lock)
-            .arg(&keys.data)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.lock())
+            .arg(keys.data())
+            .arg(keys.ids())
             .arg(&*self.node)
             .arg(session)
             .arg(token)
@@ -354,9 +354,9 @@ impl Store {
     pub async fn export(&self, session: &str, epoch: u64) -> Result<Option<Exported>> {
         let keys = SessionKeys::new(session);
         let mut cmd = EXPORT.cmd(3);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
+            .arg(keys.ids())
             .arg(epoch);
         let reply: Value = self.eval_session(session, &cmd).await?;
         let Value::Array(sections) = reply else {
@@ -402,10 +402,10 @@ impl Store {
             .iter()
             .filter(|(field, _)| is_request_id(field));
         let mut cmd = IMPORT.cmd(4);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.lock)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
+            .arg(keys.lock())
+            .arg(keys.ids())
             .arg(&*self.node)
             .arg(session)
             .arg(token)
@@ -437,7 +437,7 @@ impl Store {
     ) -> Result<CasOutcome> {
         let keys = SessionKeys::new(session);
         let mut cmd = COMPARE_AND_SET.cmd(1);
-        cmd.arg(&keys.meta)
+        cmd.arg(keys.meta())
             .arg(&*self.node)
             .arg(session)
             .arg(expected)
@@ -461,8 +461,8 @@ impl Store {
     pub async fn activate(&self, session: &str, epoch: u64) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = ACTIVATE.cmd(2);
-        cmd.arg(&keys.meta)
-            .arg(&keys.lock)
+        cmd.arg(keys.meta())
+            .arg(keys.lock())
             .arg(&*self.node)
             .arg(session)
             .arg(epoch);
@@ -482,10 +482,10 @@ impl Store {
     ) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = FINALIZE.cmd(4);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.lock)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
+            .arg(keys.lock())
+            .arg(keys.ids())
             .arg(session)
             .arg(epoch)
             .arg(new_location)
@@ -499,8 +499,8 @@ impl Store {
     pub async fn abort_out(&self, session: &str, epoch: u64) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = ABORT_OUT.cmd(2);
-        cmd.arg(&keys.meta)
-            .arg(&keys.lock)
+        cmd.arg(keys.meta())
+            .arg(keys.lock())
             .arg(session)
             .arg(epoch)
             .arg(&*self.node);
@@ -514,10 +514,10 @@ impl Store {
     pub async fn drop_in(&self, session: &str, epoch: u64, now_ms: i64) -> Result<bool> {
         let keys = SessionKeys::new(session);
         let mut cmd = DROP_IN.cmd(4);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
-            .arg(&keys.lock)
-            .arg(&keys.ids)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
+            .arg(keys.lock())
+            .arg(keys.ids())
             .arg(session)
             .arg(epoch)
             .arg(now_ms)

@@ -83,10 +83,10 @@ impl Store {
         let mut pipe = redis::pipe();
         for session in sessions {
             let keys = SessionKeys::new(session);
-            pipe.cmd("HMGET").arg(&keys.meta).arg(&FIELDS[..]);
-            pipe.cmd("EXISTS").arg(&keys.data);
+            pipe.cmd("HMGET").arg(keys.meta()).arg(&FIELDS[..]);
+            pipe.cmd("EXISTS").arg(keys.data());
             pipe.cmd("HEXISTS")
-                .arg(&keys.meta)
+                .arg(keys.meta())
                 .arg(crate::upgrade::LEGACY_LOCATION);
         }
         let flat: Vec<redis::Value> = pipe.query_async(&mut self.redis.clone()).await?;
@@ -149,7 +149,7 @@ impl Store {
     /// The data hash of `session` (tagged values), for inspection.
     pub async fn data(&self, session: &str) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(redis::cmd("HGETALL")
-            .arg(SessionKeys::new(session).data)
+            .arg(SessionKeys::new(session).data())
             .query_async(&mut self.redis.clone())
             .await?)
     }

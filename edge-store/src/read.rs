@@ -73,9 +73,9 @@ impl Store {
     /// Where a read-only call finds the session.
     pub async fn locate_for_read(&self, keys: &SessionKeys) -> Result<ReadLocation> {
         let mut cmd = LOCATE_FOR_READ.cmd(2);
-        cmd.arg(&keys.meta).arg(&keys.data);
+        cmd.arg(keys.meta()).arg(keys.data());
         let (location, proprietary, frozen): (Option<String>, Option<String>, i64) =
-            self.eval_session(&keys.name, &cmd).await?;
+            self.eval_session(keys.name(), &cmd).await?;
         Ok(ReadLocation {
             location,
             proprietary,
@@ -92,12 +92,12 @@ impl Store {
         expected_version: Option<&str>,
     ) -> Result<ReadOutcome> {
         let mut cmd = READ_COMMITTED.cmd(2);
-        cmd.arg(&keys.meta)
-            .arg(&keys.data)
+        cmd.arg(keys.meta())
+            .arg(keys.data())
             .arg(&*self.node)
             .arg(field)
             .arg(expected_version.unwrap_or(""));
-        let reply: Vec<Value> = self.eval_session(&keys.name, &cmd).await?;
+        let reply: Vec<Value> = self.eval_session(keys.name(), &cmd).await?;
         let mut items = reply.into_iter();
         match text(items.next().as_ref()).as_str() {
             "value" => {
@@ -120,7 +120,7 @@ impl Store {
     /// A blocking call's read of `field` (the call holds the lock).
     pub async fn read_field(&self, keys: &SessionKeys, field: &str) -> Result<Option<Vec<u8>>> {
         let mut cmd = redis::cmd("HGET");
-        cmd.arg(&keys.data).arg(field);
+        cmd.arg(keys.data()).arg(field);
         self.query(&cmd).await
     }
 }

@@ -113,12 +113,12 @@ pub struct UpgradeReport {
 
 fn upgrade_cmd(store: &Store, session: &str, now_ms: i64) -> redis::Cmd {
     let keys = SessionKeys::new(session);
-    let base = keys.meta.strip_suffix("meta").unwrap_or(&keys.meta);
+    let base = keys.meta().strip_suffix("meta").unwrap_or(keys.meta());
     let mut cmd = UPGRADE_SESSION.cmd(4);
-    cmd.arg(&keys.meta)
+    cmd.arg(keys.meta())
         .arg(format!("{base}reqs"))
         .arg(format!("{base}resp"))
-        .arg(&keys.ids)
+        .arg(keys.ids())
         .arg(&*store.node)
         .arg(session)
         .arg(now_ms)

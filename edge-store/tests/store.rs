@@ -10,7 +10,7 @@ use std::time::Duration;
 use edge_store::layout::{lock, meta, node};
 use edge_store::{
     Begin, CasOutcome, Collected, CommitRecord, Fence, FenceOutcome, IdRetention, ImportOutcome,
-    LockHolder, SessionKeys, Store, Turn,
+    Lease, LockHolder, SessionKeys, Store, Turn,
 };
 use redis::Commands;
 use test_support::{RedisServer, layout_v1};
@@ -42,7 +42,7 @@ async fn call(store: &Store, session: &str, value: &[u8], now_ms: i64) -> bool {
     let keys = SessionKeys::new(session);
     let token = lock::call_token();
     let id = uuid::Uuid::new_v4().to_string();
-    let proprietary = match store
+    let (proprietary, lease) = match store
         .begin(
             &keys,
             &token,
@@ -54,7 +54,7 @@ async fn call(store: &Store, session: &str, value: &[u8], now_ms: i64) -> bool {
         .await
         .unwrap()
     {
-        Begin::Acquired { proprietary } => proprietary,
+        Begin::Acquired { proprietary, lease } => (proprietary, lease),
         other => panic!("{session}: {other:?}"),
     };
     store
@@ -69,6 +69,7 @@ async fn call(store: &Store, session: &str, value: &[u8], now_ms: i64) -> bool {
                 retained: Some(b"200 text/plain\nok"),
             },
             RETENTION,
+            lease,
         )
         .await
         .unwrap()
@@ -325,7 +326,7 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
         let keys = keys.clone();
         async move {
             let token = lock::call_token();
-            let Begin::Acquired { proprietary } = milan
+            let Begin::Acquired { proprietary, lease } = milan
                 .begin(
                     &keys,
                     &token,
@@ -351,7 +352,8 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
                             now_ms,
                             retained: None
                         },
-                        retention
+                        retention,
+                        lease
                     )
                     .await
                     .unwrap()
@@ -360,11 +362,11 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     };
     // Records live in the metadata while few, then in the ids hash.
     let ids = |redis: &RedisServer| -> usize {
-        let mut fields: Vec<String> = redis.connection().hkeys(&keys.meta).unwrap();
+        let mut fields: Vec<String> = redis.connection().hkeys(keys.meta()).unwrap();
         fields.extend(
             redis
                 .connection()
-                .hkeys::<_, Vec<String>>(&keys.ids)
+                .hkeys::<_, Vec<String>>(&keys.ids())
                 .unwrap(),
         );
         fields
@@ -373,8 +375,8 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
             .count()
     };
     let kept = |redis: &RedisServer, id: &str| -> bool {
-        redis.connection().hexists(&keys.meta, id).unwrap()
-            || redis.connection().hexists(&keys.ids, id).unwrap()
+        redis.connection().hexists(keys.meta(), id).unwrap()
+            || redis.connection().hexists(keys.ids(), id).unwrap()
     };
     let by_count = IdRetention {
         window: Duration::from_secs(3600),
@@ -393,12 +395,12 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
     // Past the first 16, the records moved to a hash Redis keeps as a table.
     let encoding: String = redis::cmd("OBJECT")
         .arg("ENCODING")
-        .arg(&keys.ids)
+        .arg(keys.ids())
         .query(&mut redis.connection())
         .unwrap();
     assert_eq!(encoding, "hashtable");
     assert_eq!(
-        redis.connection().hlen::<_, usize>(&keys.ids).unwrap(),
+        redis.connection().hlen::<_, usize>(&keys.ids()).unwrap(),
         14 + 1
     );
     // By age: kept for the window, trimmed once past it by an eighth.
@@ -407,7 +409,10 @@ async fn request_ids_are_trimmed_only_when_a_bound_is_reached() {
         ..RETENTION
     };
     let counters = |redis: &RedisServer| -> edge_store::layout::Counters {
-        let text: Vec<u8> = redis.connection().hget(&keys.meta, meta::COUNTERS).unwrap();
+        let text: Vec<u8> = redis
+            .connection()
+            .hget(keys.meta(), meta::COUNTERS)
+            .unwrap();
         edge_store::layout::Counters::parse(&text)
     };
     let trim_at = counters(&redis).trim_at;
@@ -545,7 +550,7 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
         async move {
             let keys = SessionKeys::new(session);
             let token = lock::call_token();
-            let Begin::Acquired { proprietary } = milan
+            let Begin::Acquired { proprietary, lease } = milan
                 .begin(
                     &keys,
                     &token,
@@ -566,7 +571,7 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
             };
             assert!(
                 milan
-                    .commit(&keys, &token, &proprietary, &[], record, retention)
+                    .commit(&keys, &token, &proprietary, &[], record, retention, lease)
                     .await
                     .unwrap()
             );
@@ -576,7 +581,7 @@ async fn retained_responses_are_bounded_per_session_and_per_node() {
     let replay_bytes = |session: &str| -> (u64, u64) {
         let mut connection = redis.connection();
         let text: Vec<u8> = connection
-            .hget(SessionKeys::new(session).meta, meta::COUNTERS)
+            .hget(SessionKeys::new(session).meta(), meta::COUNTERS)
             .unwrap();
         let session = edge_store::layout::Counters::parse(&text).replay_bytes;
         let node: u64 = connection.get(node::REPLAY_BYTES).unwrap();
@@ -677,8 +682,12 @@ async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
         );
         let (token, turn) = waiter.await.unwrap();
         assert_eq!(turn, Turn::Go);
-        let lock: String = redis.connection().get(&keys.lock).unwrap();
-        assert_eq!(lock, token, "the lock was handed to the woken call");
+        let lock: String = redis.connection().get(keys.lock()).unwrap();
+        assert_eq!(
+            lock,
+            format!("{token}{}", lock::QUEUED_MARK),
+            "the lock was handed to the woken call (marked: it hands over in turn)"
+        );
         order.push(token.clone());
         current = token;
     }
@@ -689,7 +698,7 @@ async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
             .await
             .unwrap()
     );
-    let free: bool = redis.connection().exists(&keys.lock).unwrap();
+    let free: bool = redis.connection().exists(keys.lock()).unwrap();
     assert!(!free, "with nobody in line the lock is deleted");
 
     // The wait is bounded: a holder that never lets go, a waiter that gives up.
@@ -713,7 +722,7 @@ async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
         Turn::TimedOut
     );
     assert!(started.elapsed() >= short);
-    let queue: usize = redis.connection().llen(&keys.queue).unwrap();
+    let queue: usize = redis.connection().llen(keys.queue()).unwrap();
     assert_eq!(queue, 0, "a call that gave up left the line");
     // A call whose request id completed while it waited is told to begin
     // again (and then replays the answer).
@@ -732,7 +741,15 @@ async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
     };
     assert!(
         milan
-            .commit(&keys, &stuck, "milan", &[], record, RETENTION)
+            .commit(
+                &keys,
+                &stuck,
+                "milan",
+                &[],
+                record,
+                RETENTION,
+                Lease::default()
+            )
             .await
             .unwrap()
     );
@@ -770,6 +787,110 @@ async fn calls_wait_in_line_and_are_handed_the_lock_in_order() {
     assert_exact(&milan).await;
 }
 
+/// The commit of a call that took its lock with the pipelined begin is a
+/// watched transaction: it writes nothing once the lock was lost, and when
+/// a call got in line meanwhile it hands the lock over like the script.
+#[tokio::test]
+async fn a_transaction_commit_is_fenced_and_hands_the_lock_over() {
+    let redis = RedisServer::start();
+    let milan = store(&redis, "milan");
+    let keys = SessionKeys::new("watched");
+    // The first call creates the session (by the script); later ones take
+    // the pipelined way.
+    assert!(call(&milan, "watched", b"first", layout_v1::now_ms()).await);
+    let ttl = Duration::from_secs(30);
+    let wait = Duration::from_secs(20);
+    let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let record = |i: usize| CommitRecord {
+        request_id: Box::leak(id(i).into_boxed_str()),
+        now_ms: layout_v1::now_ms(),
+        retained: None,
+    };
+    let begin = |token: String, i: usize, wait: Duration| {
+        let milan = milan.clone();
+        let keys = keys.clone();
+        async move {
+            milan
+                .begin(&keys, &token, ttl, &id(i), layout_v1::now_ms(), wait)
+                .await
+                .unwrap()
+        }
+    };
+    let lost = lock::call_token();
+    let Begin::Acquired { lease, .. } = begin(lost.clone(), 1, Duration::ZERO).await else {
+        panic!("the lock was free");
+    };
+    // Its lock expires and another call takes it.
+    let _: () = redis.connection().del(keys.lock()).unwrap();
+    let thief = lock::call_token();
+    let Begin::Acquired {
+        lease: thief_lease, ..
+    } = begin(thief.clone(), 2, Duration::ZERO).await
+    else {
+        panic!("the lock was free again");
+    };
+    let writes: [(&str, Option<&[u8]>); 1] = [("key", Some(b"late"))];
+    assert!(
+        !milan
+            .commit(&keys, &lost, "milan", &writes, record(1), RETENTION, lease)
+            .await
+            .unwrap(),
+        "a call that lost its lock commits nothing"
+    );
+    let value: Vec<u8> = redis.connection().hget(keys.data(), "key").unwrap();
+    assert_eq!(value, b"first");
+    let holder: String = redis.connection().get(keys.lock()).unwrap();
+    assert_eq!(holder, thief, "nor does it touch the new holder's lock");
+    // A call gets in line behind the thief, whose commit hands it the lock.
+    let patient = lock::call_token();
+    assert!(matches!(
+        begin(patient.clone(), 3, wait).await,
+        Begin::Queued { .. }
+    ));
+    let turn = {
+        let (milan, keys, patient) = (milan.clone(), keys.clone(), patient.clone());
+        tokio::spawn(async move { milan.wait_turn(&keys, &patient, wait).await.unwrap() })
+    };
+    let writes: [(&str, Option<&[u8]>); 1] = [("key", Some(b"second"))];
+    assert!(
+        milan
+            .commit(
+                &keys,
+                &thief,
+                "milan",
+                &writes,
+                record(2),
+                RETENTION,
+                thief_lease
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(turn.await.unwrap(), Turn::Go);
+    let holder: String = redis.connection().get(keys.lock()).unwrap();
+    assert_eq!(holder, format!("{patient}{}", lock::QUEUED_MARK));
+    let writes: [(&str, Option<&[u8]>); 1] = [("key", Some(b"third"))];
+    assert!(
+        milan
+            .commit(
+                &keys,
+                &patient,
+                "milan",
+                &writes,
+                record(3),
+                RETENTION,
+                Lease::default()
+            )
+            .await
+            .unwrap()
+    );
+    let value: Vec<u8> = redis.connection().hget(keys.data(), "key").unwrap();
+    assert_eq!(value, b"third");
+    let free: bool = redis.connection().exists(keys.lock()).unwrap();
+    assert!(!free);
+    assert_exact(&milan).await;
+}
+
 #[tokio::test]
 async fn many_request_ids_move_with_their_session() {
     let (milan_redis, cloud_redis) = (RedisServer::start(), RedisServer::start());
@@ -789,7 +910,9 @@ async fn many_request_ids_move_with_their_session() {
             )
             .await
             .unwrap();
-        assert!(matches!(begun, Begin::Acquired { .. }));
+        let Begin::Acquired { lease, .. } = begun else {
+            panic!("not acquired: {begun:?}");
+        };
         let answer = format!("200 text/plain\nanswer {i}");
         let record = CommitRecord {
             request_id: &id(i),
@@ -798,7 +921,7 @@ async fn many_request_ids_move_with_their_session() {
         };
         assert!(
             milan
-                .commit(&keys, &token, "milan", &[], record, RETENTION)
+                .commit(&keys, &token, "milan", &[], record, RETENTION, lease)
                 .await
                 .unwrap()
         );
@@ -843,7 +966,7 @@ async fn many_request_ids_move_with_their_session() {
             Begin::Completed(Some(format!("200 text/plain\nanswer {i}").into_bytes()))
         );
     }
-    let left: bool = milan_redis.connection().exists(&keys.ids).unwrap();
+    let left: bool = milan_redis.connection().exists(keys.ids()).unwrap();
     assert!(!left, "the source's records went with the data");
     assert_exact(&milan).await;
     assert_exact(&cloud).await;

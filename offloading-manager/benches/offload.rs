@@ -45,8 +45,8 @@ async fn main() {
             let mut payload = vec![b'b'];
             payload.extend(std::iter::repeat_n(0xA5u8, size));
             let mut redis = cluster.node("m1").connection();
-            let _: () = redis.hdel(&keys.data, "bulk").unwrap();
-            let _: () = redis.hset(&keys.data, "payload", payload).unwrap();
+            let _: () = redis.hdel(keys.data(), "bulk").unwrap();
+            let _: () = redis.hset(keys.data(), "payload", payload).unwrap();
             let started = Instant::now();
             let answer = cluster
                 .command(

@@ -131,7 +131,7 @@ async fn the_memory_policy_offloads_least_recently_used_first_and_onloads_when_l
         let mut value = vec![b'b'];
         value.extend(vec![1u8; 1024 * 1024]);
         let _: () =
-            redis::Commands::hset(&mut m1.connection(), keys.data, "megabyte", value).unwrap();
+            redis::Commands::hset(&mut m1.connection(), keys.data(), "megabyte", value).unwrap();
     }
     let used = cluster.node("m1").manager().used_memory().await.unwrap();
     // Over the top threshold; moving one session brings it under the bottom one.

@@ -16,7 +16,8 @@ static FINALIZE: &str = include_str!("../layout_v1/finalize.lua");
 /// The version-1 keys of a session: meta, lock, data, reqs, resp (the tag
 /// encoding has not changed since).
 pub fn keys(session: &str) -> [String; 5] {
-    let meta = edge_store::SessionKeys::new(session).meta;
+    let keys = edge_store::SessionKeys::new(session);
+    let meta = keys.meta();
     let base = meta
         .strip_suffix("meta")
         .expect("a metadata key")

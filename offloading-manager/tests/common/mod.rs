@@ -147,7 +147,7 @@ impl Node {
     /// The session's data field on this node, if any.
     pub fn counter(&self, session: &str) -> Option<u64> {
         let keys = edge_store::SessionKeys::new(session);
-        let stored: Option<Vec<u8>> = self.connection().hget(keys.data, "counter").unwrap();
+        let stored: Option<Vec<u8>> = self.connection().hget(keys.data(), "counter").unwrap();
         stored.map(|v| std::str::from_utf8(&v[1..]).unwrap().parse().unwrap())
     }
 
@@ -158,7 +158,7 @@ impl Node {
         use edge_store::layout::meta;
         let stored: HashMap<String, Vec<u8>> = self
             .connection()
-            .hgetall(edge_store::SessionKeys::new(session).meta)
+            .hgetall(edge_store::SessionKeys::new(session).meta())
             .unwrap();
         [
             (meta::LOCATION, "currentLocation"),

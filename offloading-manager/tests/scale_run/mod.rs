@@ -222,7 +222,7 @@ fn session_keys(session: &str, legacy: bool) -> Vec<String> {
         vec![meta, data, reqs, resp]
     } else {
         let keys = SessionKeys::new(session);
-        vec![keys.meta, keys.data]
+        vec![keys.meta().to_string(), keys.data().to_string()]
     }
 }
 
@@ -292,7 +292,7 @@ fn fill_copies(cluster: &Cluster, options: &Options) -> u64 {
     if !options.legacy {
         // The node's total of retained responses counts the copies' too.
         let counters: Vec<u8> = redis::cmd("HGET")
-            .arg(SessionKeys::new(&name(0)).meta)
+            .arg(SessionKeys::new(&name(0)).meta())
             .arg(meta::COUNTERS)
             .query(&mut redis)
             .unwrap();

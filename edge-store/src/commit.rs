@@ -3,6 +3,18 @@
 //! metadata hash (one `HSET`), the LRU index, and the lock's release, in
 //! one atomic step.
 //!
+//! Usually that step is a `MULTI`/`EXEC` of plain commands on the call's
+//! own connection, which watches the lock: Redis applies it only if
+//! nothing touched the lock since the call took it, which is the fencing
+//! check. The begin leaves the connection watching (see `lock.rs`); a call
+//! whose begin took the script's way watches the lock at the commit when
+//! its writes are big (one more round trip), so that big values are sent
+//! once, written from where they are, and never pass through a script.
+//! The commit script decides instead whenever something is due that the
+//! transaction does not do (a trim, the move of the request ids to their
+//! own hash, the node's replay budget near, a call waiting in line for the
+//! hand-over) or the transaction was refused.
+//!
 //! Request ids are trimmed only when a bound is reached: by age once the
 //! oldest is past the retention window plus an eighth (`trim_at`), by count
 //! once there are more than the maximum (then down to seven eighths of it),
@@ -251,7 +263,19 @@ impl Store {
         retention: IdRetention,
         mut lease: Lease,
     ) -> Result<bool> {
-        if let Some(short) = lease.short.take()
+        let short = match lease.short.take() {
+            Some(short) => Some(short),
+            None if writes
+                .iter()
+                .map(|(_, value)| value.map_or(0, <[u8]>::len))
+                .sum::<usize>()
+                >= WATCHED_MIN =>
+            {
+                self.watch_lock(keys, token).await
+            }
+            None => None,
+        };
+        if let Some(short) = short
             && let Some(committed) = self
                 .commit_short(short, keys, proprietary, writes, record, retention)
                 .await?
@@ -304,7 +328,52 @@ impl Store {
     }
 }
 
+/// Writes of this many bytes or more commit in a watched transaction even
+/// when the call's begin took the script's way (a new session, a turn in
+/// line): one more round trip to watch the lock, far cheaper than passing
+/// the values through a script's arguments.
+const WATCHED_MIN: usize = 32 * 1024;
+
+/// Values this long are written to Redis from where they are, not copied
+/// into the pipeline first.
+const IN_PLACE_MIN: usize = 64 * 1024;
+
 impl Store {
+    /// Watches the lock of a call that holds it, on a connection of its
+    /// own, for a transaction commit; `None` if the lock is not (only) the
+    /// call's: someone waits in line (the script hands the lock over), or
+    /// it was lost.
+    async fn watch_lock(&self, keys: &SessionKeys, token: &str) -> Option<Short> {
+        let Some(Ok(mut conn)) = self.calls.take().await else {
+            return None;
+        };
+        let lock = keys.lock().as_bytes();
+        conn.cmd(&[b"WATCH", lock]);
+        conn.cmd(&[b"GET", lock]);
+        conn.cmd(&[
+            b"HGET",
+            keys.meta().as_bytes(),
+            crate::layout::meta::COUNTERS.as_bytes(),
+        ]);
+        let Ok(replies) = conn.send(self.calls.timeout).await else {
+            self.calls.clear();
+            return None;
+        };
+        let reply = |i: usize| (&replies[i].0, replies[i].1);
+        if replies.len() != 3 || conn.bytes(reply(1)) != Some(token.as_bytes()) {
+            conn.watching = true;
+            self.calls.give_back(conn);
+            return None;
+        }
+        let counters = Counters::parse(conn.bytes(reply(2)).unwrap_or_default());
+        Some(Short {
+            conn: Some(conn),
+            pool: std::sync::Arc::clone(&self.calls),
+            counters,
+            node_replay: self.replay_seen.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
     /// The transaction of [`Store::commit`]; `None` when the script must
     /// decide instead (nothing was written then).
     async fn commit_short(
@@ -364,6 +433,7 @@ impl Store {
         let size_text = size_digits.format(size);
         conn.cmd(&[b"MULTI"]);
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
+        let mut in_place: Vec<&[u8]> = Vec::new();
         if sets > 0 {
             conn.command(2 + 2 * sets);
             conn.arg(b"HSET");
@@ -371,7 +441,12 @@ impl Store {
             for (field, value) in writes {
                 if let Some(value) = value {
                     conn.arg(field.as_bytes());
-                    conn.arg(value);
+                    if value.len() >= IN_PLACE_MIN {
+                        conn.arg_in_place(value.len());
+                        in_place.push(value);
+                    } else {
+                        conn.arg(value);
+                    }
                 }
             }
         }
@@ -441,7 +516,7 @@ impl Store {
         }
         conn.cmd(&[b"DEL", keys.lock().as_bytes()]);
         conn.cmd(&[b"EXEC"]);
-        let replies = match conn.send(self.calls.timeout).await {
+        let replies = match conn.send_with(self.calls.timeout, &in_place).await {
             Ok(replies) => replies,
             Err(_) => {
                 // Whether EXEC ran is unknown: the script finds out (a

@@ -7,7 +7,8 @@
 //! moment it took it, and commit with a plain `MULTI`/`EXEC` that Redis
 //! applies only if nothing touched the lock meanwhile: no script, so no
 //! Lua machinery per call. It also lets the encoding and decoding be lean
-//! (commands written straight into one buffer, replies decoded in place by
+//! (commands written straight into one buffer, big values written to the
+//! socket from where they are, replies decoded in place by
 //! `redis-protocol`'s range decoder, one write and usually one read per
 //! round trip, no multiplexing task): most of what a call costs the
 //! function's process otherwise.
@@ -116,9 +117,33 @@ impl Conn {
         self.io.out.extend_from_slice(b"\r\n");
     }
 
+    /// An argument of `len` bytes given only to [`Conn::send_with`]: a
+    /// big value is written from where it is rather than copied into the
+    /// pipeline's buffer.
+    pub(crate) fn arg_in_place(&mut self, len: usize) {
+        self.io.out.push(b'$');
+        self.io
+            .out
+            .extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        self.io.out.extend_from_slice(b"\r\n");
+        self.io.in_place.push(self.io.out.len());
+        self.io.out.extend_from_slice(b"\r\n");
+    }
+
     /// Sends the pipeline built so far and reads its replies (an `UNWATCH`
     /// first if one is due, whose reply is dropped).
     pub(crate) async fn send(&mut self, timeout: Duration) -> io::Result<Vec<Reply>> {
+        self.send_with(timeout, &[]).await
+    }
+
+    /// [`Conn::send`], with the arguments given by [`Conn::arg_in_place`],
+    /// in their order.
+    pub(crate) async fn send_with(
+        &mut self,
+        timeout: Duration,
+        in_place: &[&[u8]],
+    ) -> io::Result<Vec<Reply>> {
+        debug_assert_eq!(in_place.len(), self.io.in_place.len());
         let expected = std::mem::take(&mut self.expected);
         let skip = std::mem::take(&mut self.skip);
         self.timer
@@ -126,13 +151,17 @@ impl Conn {
             .reset(tokio::time::Instant::now() + timeout);
         let result = tokio::select! {
             biased;
-            replies = self.io.exchange(expected) => replies,
+            replies = self.io.exchange(expected, in_place) => replies,
             () = &mut self.timer => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "redis did not answer in time",
             )),
         };
         self.io.out.clear();
+        self.io.in_place.clear();
+        if self.io.out.capacity() > KEPT_BUFFER {
+            self.io.out = Vec::with_capacity(4096);
+        }
         let mut replies = result?;
         replies.drain(..skip);
         Ok(replies)
@@ -164,12 +193,20 @@ impl Conn {
 struct Io {
     stream: Stream,
     out: Vec<u8>,
+    /// Where in `out` the arguments written in place go.
+    in_place: Vec<usize>,
     input: Vec<u8>,
 }
 
 impl Io {
-    async fn exchange(&mut self, expected: usize) -> io::Result<Vec<Reply>> {
-        self.stream.write_all(&self.out).await?;
+    async fn exchange(&mut self, expected: usize, in_place: &[&[u8]]) -> io::Result<Vec<Reply>> {
+        let mut from = 0;
+        for (&at, arg) in self.in_place.iter().zip(in_place) {
+            self.stream.write_all(&self.out[from..at]).await?;
+            self.stream.write_all(arg).await?;
+            from = at;
+        }
+        self.stream.write_all(&self.out[from..]).await?;
         self.input.clear();
         if self.input.capacity() > KEPT_BUFFER {
             self.input = Vec::with_capacity(4096);
@@ -271,6 +308,7 @@ impl Pool {
             io: Io {
                 stream,
                 out: Vec::with_capacity(4096),
+                in_place: Vec::new(),
                 input: Vec::with_capacity(4096),
             },
             timer: Box::pin(tokio::time::sleep(self.timeout)),
@@ -290,7 +328,7 @@ impl Pool {
         }
         if conn.expected > 0 {
             let expected = std::mem::take(&mut conn.expected);
-            let replies = conn.io.exchange(expected).await?;
+            let replies = conn.io.exchange(expected, &[]).await?;
             conn.io.out.clear();
             if let Some(error) = replies.iter().find_map(|(f, base)| conn.error((f, *base))) {
                 return Err(io::Error::new(io::ErrorKind::PermissionDenied, error));

@@ -310,6 +310,14 @@ impl SessionKeys {
         self.part(6)
     }
 
+    /// The hash where the incoming migration of lock `token` stages the
+    /// session's data (with plain commands, expiring with the migration's
+    /// lock) before the import script renames it into place: values never
+    /// pass through a script.
+    pub fn stage(&self, token: &str) -> String {
+        format!("{}{}{token}", self.prefix(), suffix::STAGE)
+    }
+
     /// The prefix every key of the session starts with: `edge:{<tag>}:`.
     pub fn prefix(&self) -> &str {
         let start = self.ends[0] as usize;
@@ -425,6 +433,8 @@ pub mod suffix {
     pub const QUEUE: &str = "queue";
     /// Prefix of a waiting call's wake-up list.
     pub const WAKE: &str = "wake:";
+    /// Prefix of the hash an incoming migration stages the data in.
+    pub const STAGE: &str = "stage:";
 }
 
 /// A request-id record, as the metadata hash keeps it: the completion time,

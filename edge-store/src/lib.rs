@@ -26,6 +26,7 @@
 //! │                                ends with + while calls wait in line
 //! ├─ edge:{cart-42}:queue  list    calls waiting for the lock: <token> <request id> <deadline> <ttl>
 //! ├─ edge:{cart-42}:wake:<token>   list  go | done | retry, pushed by the call that releases the lock
+//! ├─ edge:{cart-42}:stage:<token>  hash  an incoming migration's data, until its import (expires)
 //! │
 //! ├─ edge:config           hash    the node's settings (thesis B.1 names)
 //! ├─ edge:layout           string  2, once every session is in this layout and indexed

@@ -228,7 +228,7 @@ impl Lua {
 }
 
 /// Every script of the store.
-const SCRIPTS: [&Lua; 21] = [
+const SCRIPTS: [&Lua; 20] = [
     &crate::lock::BEGIN,
     &crate::lock::RELEASE,
     &crate::lock::LEAVE,
@@ -236,7 +236,6 @@ const SCRIPTS: [&Lua; 21] = [
     &crate::read::LOCATE_FOR_READ,
     &crate::read::READ_COMMITTED,
     &crate::migration::FENCE_OUT,
-    &crate::migration::EXPORT,
     &crate::migration::IMPORT,
     &crate::migration::COMPARE_AND_SET,
     &crate::migration::ACTIVATE,
@@ -340,6 +339,16 @@ impl Store {
                 Err(error) if is_dropped(&error) && !reconnected => reconnected = true,
                 other => return Ok(other?),
             }
+        }
+    }
+
+    /// A pipeline of plain commands that may be repeated, sent once more on
+    /// a connection found broken.
+    pub(crate) async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut redis = self.redis.clone();
+        match pipe.query_async(&mut redis).await {
+            Err(error) if is_dropped(&error) => Ok(pipe.query_async(&mut redis).await?),
+            other => Ok(other?),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The steps of a migration at each participant, each one atomic script on
-//! that node's Redis, each keeping the indexes exact. The manager's crate
+//! The steps of a migration at each participant, each atomic on that
+//! node's Redis (a script, or a transaction for the export), each keeping
+//! the indexes exact. No session value passes through a script. The manager's crate
 //! docs describe the protocol that strings them together.
 //!
 //! - [`Store::fence_out`] (source): takes the lock with a migration token
@@ -7,10 +8,14 @@
 //!   the migration is decided, even if the lock expires; reads go on. The
 //!   session leaves the LRU index for the `migrating` one. It answers the
 //!   bytes the session takes, for the memory policy's account.
-//! - [`Store::export`] (source): the whole session, only while fenced `out:<E>`.
+//! - [`Store::export`] (source): the whole session, only while fenced
+//!   `out:<E>`; a `MULTI`/`EXEC` of plain reads, not a script, so that the
+//!   values never pass through Lua.
 //! - [`Store::import`] (destination): the copy, under the destination's
 //!   lock and the fence `in:<E>:<source>`; its location still names the
 //!   source, so calls there are sent to the source until the decision.
+//!   The data is first staged with plain `HSET`s in a hash of its own,
+//!   which the import script renames into place (O(1)).
 //! - [`Store::compare_and_set_location`] (proprietary node): the decision,
 //!   moving the recorded location from `<expected>@E-1` to `<new>@E` only
 //!   if nothing else did.
@@ -61,42 +66,42 @@ return {'ok', epoch, m[4], m[5] or 0, m[6] or 0, bytes}
 "#,
 );
 
-pub(crate) static EXPORT: Lua = Lua::new(
-    "export",
-    r#"
--- KEYS: meta, data, ids; ARGV: epoch
-local fence = redis.call('HGET', KEYS[1], F_FENCE)
-if not fence then absent(KEYS[1]) end
-if fence ~= out_fence(ARGV[1]) then return false end
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
-"#,
-);
-
 pub(crate) static IMPORT: Lua = Lua::new(
     "import",
     r#"
--- KEYS: meta, data, lock, ids
+-- KEYS: meta, data, lock, ids, stage (the data, staged by plain HSETs)
 -- ARGV: node, session, token, ttl_ms, source, epoch, now_ms, n_meta, n_data,
---       then the (field, value) pairs of the metadata, of the data, and the
---       request-id records
+--       then the (field, value) pairs of the metadata and the request-id
+--       records
+local function refuse(answer)
+  redis.call('DEL', KEYS[5])
+  return answer
+end
 local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[3] then return {'busy'} end
+if holder and holder ~= ARGV[3] then return refuse({'busy'}) end
 local m = redis.call('HMGET', KEYS[1], F_LOC, F_FENCE)
 if not m[1] then absent(KEYS[1]) end
 local incoming = in_fence(ARGV[6], ARGV[5])
-if m[1] == ARGV[1] and not m[2] then return {'conflict', 'this node already holds the session'} end
-if m[2] and m[2] ~= incoming then return {'busy'} end
+if m[1] == ARGV[1] and not m[2] then return refuse({'conflict', 'this node already holds the session'}) end
+if m[2] and m[2] ~= incoming then return refuse({'busy'}) end
+local meta_end = 9 + 2 * tonumber(ARGV[8])
+local data_end = meta_end
+local has_owner = false
+for i = 10, meta_end, 2 do if ARGV[i] == F_PROP then has_owner = true end end
+if not has_owner then return refuse({'conflict', 'the transfer names no proprietary node'}) end
+-- The stage expires with the migration's lock: all of it, or start again.
+if redis.call('HLEN', KEYS[5]) ~= tonumber(ARGV[9]) then
+  return refuse({'conflict', 'the staged data is incomplete'})
+end
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 -- A copy imported before (the same migration, sent again) is replaced.
 if m[2] then replayed(-counters(redis.call('HGET', KEYS[1], F_N)).r) end
-local meta_end = 9 + 2 * tonumber(ARGV[8])
-local data_end = meta_end + 2 * tonumber(ARGV[9])
-local has_owner = false
-for i = 10, meta_end, 2 do if ARGV[i] == F_PROP then has_owner = true end end
-if not has_owner then return {'conflict', 'the transfer names no proprietary node'} end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 hset_args(ARGV, KEYS[1], 10, meta_end)
-hset_args(ARGV, KEYS[2], meta_end + 1, data_end)
+if tonumber(ARGV[9]) > 0 then
+  redis.call('RENAME', KEYS[5], KEYS[2])
+  redis.call('PERSIST', KEYS[2])
+end
 -- The request-id records: in the metadata while few, else in the ids hash.
 local records = (#ARGV - data_end) / 2
 if records > INLINE_IDS then
@@ -353,26 +358,36 @@ impl Store {
     /// The whole session, if it is fenced here for migration `epoch`.
     pub async fn export(&self, session: &str, epoch: u64) -> Result<Option<Exported>> {
         let keys = SessionKeys::new(session);
-        let mut cmd = EXPORT.cmd(3);
-        cmd.arg(keys.meta())
-            .arg(keys.data())
-            .arg(keys.ids())
-            .arg(epoch);
-        let reply: Value = self.eval_session(session, &cmd).await?;
-        let Value::Array(sections) = reply else {
+        // Plain reads in one transaction: as atomic as a script, and the
+        // values are copied once, from Redis's hash to its output buffer.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hget(keys.meta(), meta::FENCE)
+            .hgetall(keys.meta())
+            .hgetall(keys.data())
+            .hgetall(keys.ids());
+        let (mut fence, mut meta_fields, mut data, mut ids): (Option<String>, Value, Value, Value) =
+            self.query_pipe(&pipe).await?;
+        if fence.is_none() {
+            // Perhaps fenced by the previous release, in its layout: the
+            // conversion keeps the fence.
+            self.upgrade_session(session).await?;
+            (fence, meta_fields, data, ids) = self.query_pipe(&pipe).await?;
+        }
+        if fence != Some(Fence::Out(epoch).to_string()) {
             return Ok(None);
-        };
-        let mut sections = sections.into_iter();
-        let (mut ids, meta): (Vec<_>, Vec<_>) = pairs(sections.next())
+        }
+        let (mut ids_inline, meta): (Vec<_>, Vec<_>) = pairs(Some(meta_fields))
             .into_iter()
             .filter(|(field, _)| is_portable(field) || is_request_id(field))
             .partition(|(field, _)| is_request_id(field));
-        let data = pairs(sections.next());
-        ids.extend(
-            pairs(sections.next())
+        let data = pairs(Some(data));
+        ids_inline.extend(
+            pairs(Some(ids))
                 .into_iter()
                 .filter(|(field, _)| is_request_id(field)),
         );
+        let ids = ids_inline;
         Ok(Some(Exported { meta, data, ids }))
     }
 
@@ -401,21 +416,40 @@ impl Store {
             .ids
             .iter()
             .filter(|(field, _)| is_request_id(field));
-        let mut cmd = IMPORT.cmd(4);
+        // The data is staged with plain commands (a repeated import starts
+        // its stage again), expiring with the lock if the import never runs.
+        let stage = keys.stage(token);
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let mut staging = redis::pipe();
+        staging.del(&stage).ignore();
+        for chunk in exported.data.chunks(1024) {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&stage);
+            for (field, value) in chunk {
+                hset.arg(field.as_slice()).arg(value.as_slice());
+            }
+            staging.add_command(hset).ignore();
+        }
+        if !exported.data.is_empty() {
+            staging.pexpire(&stage, ttl_ms as i64).ignore();
+        }
+        self.query_pipe::<()>(&staging).await?;
+        let mut cmd = IMPORT.cmd(5);
         cmd.arg(keys.meta())
             .arg(keys.data())
             .arg(keys.lock())
             .arg(keys.ids())
+            .arg(&stage)
             .arg(&*self.node)
             .arg(session)
             .arg(token)
-            .arg(ttl.as_millis().max(1) as u64)
+            .arg(ttl_ms)
             .arg(source)
             .arg(epoch)
             .arg(now_ms)
             .arg(meta.len())
             .arg(exported.data.len());
-        for (field, value) in meta.into_iter().chain(&exported.data).chain(ids) {
+        for (field, value) in meta.into_iter().chain(ids) {
             cmd.arg(field.as_slice()).arg(value.as_slice());
         }
         let reply: Vec<Value> = self.eval_session(session, &cmd).await?;

@@ -8,10 +8,15 @@
 //! read, so that a read-only call never mixes two states. While a migration
 //! fences the session, the node that has its data serves reads from that
 //! frozen copy (no commit can change it then).
+//!
+//! Both are atomic reads: [`Store::read_committed`] is a `MULTI`/`EXEC` of
+//! plain reads decided here (a value never passes through a script); only
+//! a session that this node does not know in this layout (perhaps one of
+//! the previous layout, to be converted first) is read by the script.
 
 use redis::Value;
 
-use crate::layout::SessionKeys;
+use crate::layout::{Counters, SessionKeys, meta};
 use crate::lua::Lua;
 use crate::{Error, Result, Store, text};
 
@@ -91,6 +96,32 @@ impl Store {
         field: &str,
         expected_version: Option<&str>,
     ) -> Result<ReadOutcome> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HMGET")
+            .arg(keys.meta())
+            .arg(meta::LOCATION)
+            .arg(meta::COUNTERS)
+            .arg(meta::FENCE)
+            .exists(keys.data())
+            .hget(keys.data(), field);
+        type Found = (Vec<Option<Vec<u8>>>, bool, Option<Vec<u8>>);
+        let (found, has_data, value): Found = self.query_pipe(&pipe).await?;
+        if let [Some(location), counters, fence] = found.as_slice() {
+            // The same decisions as the script's, below.
+            if location.as_slice() != self.node.as_bytes() && !(fence.is_some() && has_data) {
+                return Ok(ReadOutcome::Moved(
+                    String::from_utf8_lossy(location).into_owned(),
+                ));
+            }
+            let version = Counters::parse(counters.as_deref().unwrap_or_default())
+                .version
+                .to_string();
+            if expected_version.is_some_and(|expected| expected != version) {
+                return Ok(ReadOutcome::Changed);
+            }
+            return Ok(ReadOutcome::Value { version, value });
+        }
         let mut cmd = READ_COMMITTED.cmd(2);
         cmd.arg(keys.meta())
             .arg(keys.data())

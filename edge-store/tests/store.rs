@@ -160,6 +160,29 @@ async fn every_step_keeps_the_indexes_exact() {
     assert_eq!(stored, ImportOutcome::Stored);
     assert_exact(&cloud).await;
     assert_eq!(cloud.index_sizes().await.unwrap(), (0, 1, 0));
+    // The data was staged with plain commands and renamed into place; an
+    // import under another lock meanwhile is refused and leaves no stage.
+    let s1 = SessionKeys::new("s1");
+    let copied: Vec<(Vec<u8>, Vec<u8>)> = cloud_redis.connection().hgetall(s1.data()).unwrap();
+    assert_eq!(copied, exported.data);
+    let ttl: i64 = cloud_redis.connection().pttl(s1.data()).unwrap();
+    assert_eq!(ttl, -1, "the data does not expire with the stage");
+    let intruder = lock::migration_token();
+    let refused = cloud
+        .import(
+            "s1",
+            &intruder,
+            Duration::from_secs(60),
+            "rome",
+            epoch,
+            T0 + 21,
+            &exported,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, ImportOutcome::Busy);
+    let stages: Vec<String> = cloud_redis.connection().keys("edge:{s1}:stage:*").unwrap();
+    assert!(stages.is_empty(), "{stages:?}");
     let decided = milan
         .compare_and_set_location("s1", ("milan", epoch - 1), ("cloud", epoch), T0 + 22)
         .await
@@ -889,6 +912,124 @@ async fn a_transaction_commit_is_fenced_and_hands_the_lock_over() {
     let free: bool = redis.connection().exists(keys.lock()).unwrap();
     assert!(!free);
     assert_exact(&milan).await;
+}
+
+/// Big values are committed by a watched transaction even by a call whose
+/// begin took the script's way (a new session), fenced like any commit,
+/// and moved byte-exact by a migration.
+#[tokio::test]
+async fn big_values_are_committed_fenced_and_moved_byte_exact() {
+    let (milan_redis, cloud_redis) = (RedisServer::start(), RedisServer::start());
+    let (milan, cloud) = (store(&milan_redis, "milan"), store(&cloud_redis, "cloud"));
+    let big: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let ttl = Duration::from_secs(30);
+    let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let begin = |session: &'static str, token: String, i: usize| {
+        let milan = milan.clone();
+        async move {
+            let keys = SessionKeys::new(session);
+            match milan
+                .begin(
+                    &keys,
+                    &token,
+                    ttl,
+                    &id(i),
+                    layout_v1::now_ms(),
+                    Duration::ZERO,
+                )
+                .await
+                .unwrap()
+            {
+                Begin::Acquired { proprietary, lease } => (proprietary, lease),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let record = |i: usize| CommitRecord {
+        request_id: Box::leak(id(i).into_boxed_str()),
+        now_ms: layout_v1::now_ms(),
+        retained: None,
+    };
+    let writes: [(&str, Option<&[u8]>); 2] = [("big", Some(&big)), ("small", Some(b"s"))];
+    // A new session: the begin is the script's, the commit a transaction.
+    let token = lock::call_token();
+    let (proprietary, lease) = begin("big", token.clone(), 1).await;
+    let keys = SessionKeys::new("big");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut milan_redis.connection())
+        .unwrap();
+    assert!(
+        milan
+            .commit(
+                &keys,
+                &token,
+                &proprietary,
+                &writes,
+                record(1),
+                RETENTION,
+                lease
+            )
+            .await
+            .unwrap()
+    );
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut milan_redis.connection())
+        .unwrap();
+    assert!(!stats.contains("cmdstat_fcall"), "no script: {stats}");
+    assert!(stats.contains("cmdstat_exec:calls=1,"), "{stats}");
+    let stored: Vec<u8> = milan_redis.connection().hget(keys.data(), "big").unwrap();
+    assert!(stored == big, "the big value is stored byte-exact");
+    // A call that lost its lock writes nothing, big values included.
+    let lost = lock::call_token();
+    let (_, lease) = begin("big-lost", lost.clone(), 2).await;
+    let lost_keys = SessionKeys::new("big-lost");
+    let _: () = milan_redis.connection().del(lost_keys.lock()).unwrap();
+    let thief = lock::call_token();
+    let _thief_lease = begin("big-lost", thief.clone(), 3).await;
+    assert!(
+        !milan
+            .commit(
+                &lost_keys,
+                &lost,
+                "milan",
+                &writes,
+                record(2),
+                RETENTION,
+                lease
+            )
+            .await
+            .unwrap()
+    );
+    let written: bool = milan_redis
+        .connection()
+        .hexists(lost_keys.data(), "big")
+        .unwrap();
+    assert!(!written);
+    let holder: String = milan_redis.connection().get(lost_keys.lock()).unwrap();
+    assert_eq!(holder, thief);
+    // The migration copies it byte-exact, and leaves no stage behind.
+    let epoch = fence(&milan, "big", layout_v1::now_ms()).await;
+    let exported = milan.export("big", epoch).await.unwrap().unwrap();
+    let stored = cloud
+        .import(
+            "big",
+            &lock::migration_token(),
+            Duration::from_secs(60),
+            "milan",
+            epoch,
+            layout_v1::now_ms(),
+            &exported,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, ImportOutcome::Stored);
+    let copied: Vec<u8> = cloud_redis.connection().hget(keys.data(), "big").unwrap();
+    assert!(copied == big, "the big value arrives byte-exact");
+    let stages: Vec<String> = cloud_redis.connection().keys("edge:{big}:stage:*").unwrap();
+    assert!(stages.is_empty(), "{stages:?}");
+    assert_exact(&cloud).await;
 }
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 //! cloud → milan → m1 chain), each with its own redis-server.
 //!
 //! `cargo bench -p offloading-manager --bench offload` prints, for sessions
-//! of 1 KiB, 1 MiB and 10 MiB, the p50 and p90 of 20 `force-offload`
-//! calls (fence, offer, binary transfer, decision at the proprietary node,
+//! of 1 KiB, 1 MiB, 10 MiB and 100 MiB, the p50 and p90 of 20 `force-offload`
+//! calls (3 at 100 MiB) (fence, offer, binary transfer, decision at the proprietary node,
 //! activation, deletion at the source), and the extra latency of one
 //! redirect: a call through the proprietary node (307, then the holder)
 //! against a call to the holder directly.
@@ -31,14 +31,16 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let cluster = Cluster::start().await;
-    println!("offload m1 → milan, {RUNS} sessions per size (p50 / p90):");
+    println!("offload m1 → milan, {RUNS} sessions per size, 3 at 100 MiB (p50 / p90):");
     for (label, size) in [
         ("1 KiB", 1024usize),
         ("1 MiB", 1 << 20),
         ("10 MiB", 10 << 20),
+        ("100 MiB", 100 << 20),
     ] {
         let mut samples = Vec::new();
-        for run in 0..RUNS {
+        let runs = if size >= 100 << 20 { 3 } else { RUNS };
+        for run in 0..runs {
             let session = format!("bench-{size}-{run}");
             cluster.increment("m1", &session, 0).await;
             let keys = SessionKeys::new(&session);

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use redis_protocol::resp2::types::RangeFrame;
 
+use crate::conn::Conn;
 use crate::layout::{Counters, SessionKeys};
 use crate::lock::{Lease, Short};
 use crate::lua::Lua;
@@ -263,25 +264,64 @@ impl Store {
         retention: IdRetention,
         mut lease: Lease,
     ) -> Result<bool> {
+        let big = writes
+            .iter()
+            .map(|(_, value)| value.map_or(0, <[u8]>::len))
+            .sum::<usize>()
+            >= WATCHED_MIN;
         let short = match lease.short.take() {
             Some(short) => Some(short),
-            None if writes
-                .iter()
-                .map(|(_, value)| value.map_or(0, <[u8]>::len))
-                .sum::<usize>()
-                >= WATCHED_MIN =>
-            {
-                self.watch_lock(keys, token).await
-            }
+            None if big => self.watch_lock(keys, token).await,
             None => None,
         };
+        let mut deferred = None;
         if let Some(short) = short
             && let Some(committed) = self
-                .commit_short(short, keys, proprietary, writes, record, retention)
+                .commit_short(
+                    short,
+                    keys,
+                    proprietary,
+                    writes,
+                    record,
+                    retention,
+                    &mut deferred,
+                )
                 .await?
         {
             return Ok(committed);
         }
+        if let Some(mut conn) = deferred {
+            if big {
+                // The script decides, beside the writes in one transaction.
+                let script = self.commit_cmd(keys, token, proprietary, &[], record, retention);
+                if let Some(committed) = self
+                    .commit_beside_script(conn, keys, token, writes, &script)
+                    .await?
+                {
+                    return Ok(committed);
+                }
+            } else {
+                conn.watching = true;
+                self.calls.give_back(conn);
+            }
+        }
+        let cmd = self.commit_cmd(keys, token, proprietary, writes, record, retention);
+        let (committed, node_replay): (i64, u64) = self.eval(&cmd).await?;
+        self.replay_seen
+            .store(node_replay, std::sync::atomic::Ordering::Relaxed);
+        Ok(committed == 1)
+    }
+
+    /// The call of the commit script with `writes` in its arguments.
+    fn commit_cmd(
+        &self,
+        keys: &SessionKeys,
+        token: &str,
+        proprietary: &str,
+        writes: &[(&str, Option<&[u8]>)],
+        record: CommitRecord<'_>,
+        retention: IdRetention,
+    ) -> redis::Cmd {
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
         debug_assert!(crate::layout::is_request_id(record.request_id.as_bytes()));
         let mut names = Vec::with_capacity(
@@ -321,11 +361,151 @@ impl Store {
                 cmd.arg(*field);
             }
         }
-        let (committed, node_replay): (i64, u64) = self.eval(&cmd).await?;
-        self.replay_seen
-            .store(node_replay, std::sync::atomic::Ordering::Relaxed);
-        Ok(committed == 1)
+        cmd
     }
+
+    /// A commit that the script must decide (a trim, a hand-over…) but
+    /// whose values are big: `MULTI`, the writes as plain commands, the
+    /// script without them, `EXEC`, with the lock and the metadata watched
+    /// from the moment they were seen to be this call's, so that the
+    /// script, run with nothing changed, commits (it refuses only a call
+    /// that lost its lock, or a session that moved or was fenced, and the
+    /// watch excludes both). `None`: the plain script decides after all.
+    ///
+    /// The library must stay loaded meanwhile: a script missing at `EXEC`
+    /// would leave the writes without their commit. Only `FUNCTION FLUSH`
+    /// or `DELETE` by hand can do that (a restarted Redis drops the watched
+    /// connection and, unless it keeps its data, the lock; if it keeps its
+    /// data it keeps its functions).
+    async fn commit_beside_script(
+        &self,
+        mut conn: Conn,
+        keys: &SessionKeys,
+        token: &str,
+        writes: &[(&str, Option<&[u8]>)],
+        script: &redis::Cmd,
+    ) -> Result<Option<bool>> {
+        let (lock, meta) = (keys.lock().as_bytes(), keys.meta().as_bytes());
+        let marked = format!("{token}{}", crate::layout::lock::QUEUED_MARK);
+        // Calls getting in line meanwhile touch the lock: a few tries.
+        for _ in 0..3 {
+            conn.watching = false;
+            conn.cmd(&[b"UNWATCH"]);
+            conn.cmd(&[b"WATCH", lock, meta]);
+            conn.cmd(&[b"GET", lock]);
+            conn.cmd(&[
+                b"HMGET",
+                meta,
+                crate::layout::meta::LOCATION.as_bytes(),
+                crate::layout::meta::FENCE.as_bytes(),
+            ]);
+            let Ok(replies) = conn.send(self.calls.timeout).await else {
+                self.calls.clear();
+                return Ok(None);
+            };
+            if replies.len() != 4 {
+                conn.watching = true;
+                self.calls.give_back(conn);
+                return Ok(None);
+            }
+            let reply = |i: usize| (&replies[i].0, replies[i].1);
+            let ours = conn
+                .bytes(reply(2))
+                .is_some_and(|h| h == token.as_bytes() || h == marked.as_bytes());
+            let here = match reply(3) {
+                (RangeFrame::Array(fields), base) if fields.len() == 2 => {
+                    conn.bytes((&fields[0], base)) == Some(self.node.as_bytes())
+                        && conn.bytes((&fields[1], base)).is_none()
+                }
+                _ => false,
+            };
+            if !(ours && here) {
+                conn.watching = true;
+                self.calls.give_back(conn);
+                return Ok(None);
+            }
+            conn.cmd(&[b"MULTI"]);
+            let in_place = write_data(&mut conn, keys, writes);
+            conn.raw(&script.get_packed_command());
+            conn.cmd(&[b"EXEC"]);
+            let Ok(replies) = conn.send_with(self.calls.timeout, &in_place).await else {
+                // Whether EXEC ran is unknown: the script finds out.
+                self.calls.clear();
+                return Ok(None);
+            };
+            match replies.last().map(|(frame, base)| (frame, *base)) {
+                Some((RangeFrame::Null, _)) => continue,
+                Some((RangeFrame::Array(results), base)) => {
+                    if let Some(error) = results.iter().find_map(|r| conn.error((r, base))) {
+                        self.calls.give_back(conn);
+                        return Err(Error::Reply(format!("the commit failed half-way: {error}")));
+                    }
+                    let answer = match results.last() {
+                        Some(RangeFrame::Array(answer)) if answer.len() == 2 => answer,
+                        _ => {
+                            self.calls.give_back(conn);
+                            return Err(Error::Reply("the commit script answered nothing".into()));
+                        }
+                    };
+                    let committed = matches!(answer[0], RangeFrame::Integer(1));
+                    let total = conn
+                        .bytes((&answer[1], base))
+                        .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok());
+                    if let Some(total) = total {
+                        self.replay_seen
+                            .store(total, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    self.calls.give_back(conn);
+                    return Ok(Some(committed));
+                }
+                _ => {
+                    self.calls.give_back(conn);
+                    return Ok(None);
+                }
+            }
+        }
+        conn.watching = true;
+        self.calls.give_back(conn);
+        Ok(None)
+    }
+}
+
+/// The `HSET` and `HDEL` of `writes` on the data hash, into `conn`'s
+/// pipeline; big values are written in place: their slices, in order.
+fn write_data<'a>(
+    conn: &mut Conn,
+    keys: &SessionKeys,
+    writes: &[(&str, Option<&'a [u8]>)],
+) -> Vec<&'a [u8]> {
+    let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
+    let mut in_place: Vec<&[u8]> = Vec::new();
+    if sets > 0 {
+        conn.command(2 + 2 * sets);
+        conn.arg(b"HSET");
+        conn.arg(keys.data().as_bytes());
+        for (field, value) in writes {
+            if let Some(value) = value {
+                conn.arg(field.as_bytes());
+                if value.len() >= IN_PLACE_MIN {
+                    conn.arg_in_place(value.len());
+                    in_place.push(value);
+                } else {
+                    conn.arg(value);
+                }
+            }
+        }
+    }
+    if sets < writes.len() {
+        conn.command(2 + writes.len() - sets);
+        conn.arg(b"HDEL");
+        conn.arg(keys.data().as_bytes());
+        for (field, value) in writes {
+            if value.is_none() {
+                conn.arg(field.as_bytes());
+            }
+        }
+    }
+    in_place
 }
 
 /// Writes of this many bytes or more commit in a watched transaction even
@@ -375,7 +555,9 @@ impl Store {
     }
 
     /// The transaction of [`Store::commit`]; `None` when the script must
-    /// decide instead (nothing was written then).
+    /// decide instead (nothing was written then), with the call's
+    /// connection in `deferred` if it is still sound.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_short(
         &self,
         mut short: Short,
@@ -384,6 +566,7 @@ impl Store {
         writes: &[(&str, Option<&[u8]>)],
         record: CommitRecord<'_>,
         retention: IdRetention,
+        deferred: &mut Option<Conn>,
     ) -> Result<Option<bool>> {
         let found = short.counters;
         let now = record.now_ms;
@@ -397,6 +580,7 @@ impl Store {
             size
         };
         if size > 0 && short.node_replay + size > retention.node_replay_max {
+            *deferred = short.conn.take();
             return Ok(None);
         }
         let mut counters = Counters {
@@ -420,6 +604,7 @@ impl Store {
             || counters.ids > retention.max_ids.max(1) as u64
             || (!counters.spilled && counters.ids > crate::layout::INLINE_IDS as u64)
         {
+            *deferred = short.conn.take();
             return Ok(None);
         }
         let Some(mut conn) = short.conn.take() else {
@@ -433,33 +618,7 @@ impl Store {
         let size_text = size_digits.format(size);
         conn.cmd(&[b"MULTI"]);
         let sets = writes.iter().filter(|(_, value)| value.is_some()).count();
-        let mut in_place: Vec<&[u8]> = Vec::new();
-        if sets > 0 {
-            conn.command(2 + 2 * sets);
-            conn.arg(b"HSET");
-            conn.arg(keys.data().as_bytes());
-            for (field, value) in writes {
-                if let Some(value) = value {
-                    conn.arg(field.as_bytes());
-                    if value.len() >= IN_PLACE_MIN {
-                        conn.arg_in_place(value.len());
-                        in_place.push(value);
-                    } else {
-                        conn.arg(value);
-                    }
-                }
-            }
-        }
-        if sets < writes.len() {
-            conn.command(2 + writes.len() - sets);
-            conn.arg(b"HDEL");
-            conn.arg(keys.data().as_bytes());
-            for (field, value) in writes {
-                if value.is_none() {
-                    conn.arg(field.as_bytes());
-                }
-            }
-        }
+        let in_place = write_data(&mut conn, keys, writes);
         let id = record.request_id.as_bytes();
         let meta = keys.meta().as_bytes();
         let n = crate::layout::meta::COUNTERS.as_bytes();
@@ -552,7 +711,11 @@ impl Store {
             // Refused before running (EXECABORT: nothing was applied).
             _ => None,
         };
-        self.calls.give_back(conn);
+        if outcome.is_none() {
+            *deferred = Some(conn);
+        } else {
+            self.calls.give_back(conn);
+        }
         Ok(outcome)
     }
 }

@@ -117,6 +117,18 @@ impl Conn {
         self.io.out.extend_from_slice(b"\r\n");
     }
 
+    /// Adds a command already encoded (by redis-rs).
+    pub(crate) fn raw(&mut self, command: &[u8]) {
+        if self.expected == 0 && self.watching {
+            self.watching = false;
+            self.skip = 1;
+            self.io.out.extend_from_slice(b"*1\r\n$7\r\nUNWATCH\r\n");
+            self.expected += 1;
+        }
+        self.io.out.extend_from_slice(command);
+        self.expected += 1;
+    }
+
     /// An argument of `len` bytes given only to [`Conn::send_with`]: a
     /// big value is written from where it is rather than copied into the
     /// pipeline's buffer.

@@ -1009,6 +1009,68 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
     assert!(!written);
     let holder: String = milan_redis.connection().get(lost_keys.lock()).unwrap();
     assert_eq!(holder, thief);
+    // A call gets in line meanwhile: the script hands the lock over, in
+    // one transaction beside the big writes (never through its arguments).
+    let holder = lock::call_token();
+    let (_, lease) = begin("big", holder.clone(), 4).await;
+    let patient = lock::call_token();
+    assert!(matches!(
+        milan
+            .begin(
+                &keys,
+                &patient,
+                ttl,
+                &id(5),
+                layout_v1::now_ms(),
+                Duration::from_secs(20)
+            )
+            .await
+            .unwrap(),
+        Begin::Queued { .. }
+    ));
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut milan_redis.connection())
+        .unwrap();
+    let bigger: Vec<u8> = big.iter().rev().copied().collect();
+    let writes: [(&str, Option<&[u8]>); 1] = [("big", Some(&bigger))];
+    assert!(
+        milan
+            .commit(
+                &keys,
+                &holder,
+                "milan",
+                &writes,
+                record(4),
+                RETENTION,
+                lease
+            )
+            .await
+            .unwrap()
+    );
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut milan_redis.connection())
+        .unwrap();
+    assert!(
+        stats.contains("cmdstat_multi:calls=2,"),
+        "the watched transaction, refused, then the one beside the script: {stats}"
+    );
+    assert_eq!(
+        milan
+            .wait_turn(&keys, &patient, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Turn::Go
+    );
+    let stored: Vec<u8> = milan_redis.connection().hget(keys.data(), "big").unwrap();
+    assert!(stored == bigger);
+    assert!(
+        milan
+            .release(&keys, &patient, layout_v1::now_ms())
+            .await
+            .unwrap()
+    );
     // The migration copies it byte-exact, and leaves no stage behind.
     let epoch = fence(&milan, "big", layout_v1::now_ms()).await;
     let exported = milan.export("big", epoch).await.unwrap().unwrap();
@@ -1026,7 +1088,7 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
         .unwrap();
     assert_eq!(stored, ImportOutcome::Stored);
     let copied: Vec<u8> = cloud_redis.connection().hget(keys.data(), "big").unwrap();
-    assert!(copied == big, "the big value arrives byte-exact");
+    assert!(copied == bigger, "the big value arrives byte-exact");
     let stages: Vec<String> = cloud_redis.connection().keys("edge:{big}:stage:*").unwrap();
     assert!(stages.is_empty(), "{stages:?}");
     assert_exact(&cloud).await;

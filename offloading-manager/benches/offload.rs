@@ -2,9 +2,9 @@
 //! cloud → milan → m1 chain), each with its own redis-server.
 //!
 //! `cargo bench -p offloading-manager --bench offload` prints, for sessions
-//! of 1 KiB, 1 MiB, 10 MiB and 100 MiB, the p50 and p90 of 20 `force-offload`
-//! calls (3 at 100 MiB) (fence, offer, binary transfer, decision at the proprietary node,
-//! activation, deletion at the source), and the extra latency of one
+//! of 1 KiB, 1 MiB, 10 MiB and 100 MiB, the p50 and p90 of 20
+//! `force-offload` calls, 3 at 100 MiB (fence, offer, binary transfer,
+//! decision at the proprietary node, activation, deletion at the source), and the extra latency of one
 //! redirect: a call through the proprietary node (307, then the holder)
 //! against a call to the holder directly.
 

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! For each size: bytes of Redis memory per small session (indexes
-//! included), an idle `offload-trigger`, an idle expiration GC, one LRU
+//! included, the clients' connection buffers not), an idle `offload-trigger`, an idle expiration GC, one LRU
 //! pick, the GC of 1% expired sessions, a policy run moving about 50
 //! sessions, the manager's peak RSS, and p50/p99 of blocking calls made
 //! while the GC and the policy ran. See `tests/scale_run/mod.rs` for how

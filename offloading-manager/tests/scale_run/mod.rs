@@ -386,19 +386,35 @@ fn check_copies(cluster: &Cluster, options: &Options) -> usize {
     checked
 }
 
+/// Redis's memory without what its clients' connections take (their
+/// buffers are the connections', not the sessions').
+fn session_memory(node: &crate::common::Node) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(&mut node.connection())
+        .unwrap();
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    field("used_memory").saturating_sub(field("mem_clients_normal"))
+}
+
 /// Fills the node, starts its manager and measures.
 pub async fn run(options: &Options) -> Figures {
     assert!(options.sample >= 1 && options.sample <= options.sessions);
     let cluster = Cluster::start().await;
     let milan = cluster.node("milan");
     let store = milan.store();
-    let before = store.used_memory().await.unwrap();
+    let before = session_memory(milan);
     let started = Instant::now();
     fill_sample(&cluster, options).await;
     let expected_expired = fill_copies(&cluster, options);
     let fill = started.elapsed();
     let checked = check_copies(&cluster, options);
-    let bytes = store.used_memory().await.unwrap().saturating_sub(before);
+    let bytes = session_memory(milan).saturating_sub(before);
     eprintln!(
         "  {} sessions in {:.1} s ({} through the commit path); {checked} copies checked against the sample",
         options.sessions,

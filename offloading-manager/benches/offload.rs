@@ -4,18 +4,37 @@
 //! `cargo bench -p offloading-manager --bench offload` prints, for sessions
 //! of 1 KiB, 1 MiB, 10 MiB and 100 MiB, the p50 and p90 of 20
 //! `force-offload` calls, 3 at 100 MiB (fence, offer, binary transfer,
-//! decision at the proprietary node, activation, deletion at the source), and the extra latency of one
-//! redirect: a call through the proprietary node (307, then the holder)
-//! against a call to the holder directly.
+//! decision at the proprietary node, activation, deletion at the source),
+//! and the extra latency of one redirect: a call through the proprietary
+//! node (307, then the holder) against a call to the holder directly.
+//!
+//! Then a 100 MiB session's memory: on a fresh chain whose m1 and milan
+//! managers are processes of their own (the release binary) and whose m1
+//! runs a blocking upload function as a process of its own (this binary,
+//! `--serve-upload`), it uploads a 100 MiB value to m1, offloads the
+//! session to milan and onloads it back, and prints for each step its time
+//! and the peak RSS (`VmHWM`, reset before each step) of every process the
+//! session passes through: the function, both managers, both Redis servers.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{Cluster, ManagerProcess};
+use edge_sdk::{Request, Session, blocking};
 use edge_store::SessionKeys;
 use redis::Commands;
+use test_support::{free_port, peak_rss_kib, reset_peak_rss};
+
+/// The upload function of the memory run: stores the body.
+#[blocking]
+async fn upload(req: Request, session: &mut Session) -> edge_sdk::Result<&'static str> {
+    session.set_bytes("payload", req.body());
+    Ok("ok")
+}
 
 const RUNS: usize = 20;
 
@@ -28,8 +47,123 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() -> ExitCode {
+    if std::env::args().any(|arg| arg == "--serve-upload") {
+        return edge_sdk::runtime::start(upload);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(async {
+            offloads().await;
+            big_session_memory().await;
+        });
+    ExitCode::SUCCESS
+}
+
+const MIB: usize = 1 << 20;
+
+/// Upload, offload and onload of a 100 MiB session, each process's peak RSS.
+async fn big_session_memory() {
+    let size = 100 * MIB;
+    let cluster = Cluster::start().await;
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_offloading-manager"));
+    let m1_manager = ManagerProcess::start(&cluster, "m1", &binary, &[]).await;
+    let milan_manager = ManagerProcess::start(&cluster, "milan", &binary, &[]).await;
+    let m1 = cluster.node("m1");
+    let port = free_port();
+    let mut function = Command::new(std::env::current_exe().expect("this binary"))
+        .arg("--serve-upload")
+        .envs(m1.manager_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("EDGE_FUNCTION", "upload")
+        .env("EDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EDGE_MAX_BODY_BYTES", (2 * size).to_string())
+        .env("EDGE_REDIS_TIMEOUT_MS", "30000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the upload function");
+    let health = format!("http://127.0.0.1:{port}/_/health");
+    while cluster.client.get(&health).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m1.route("upload", port);
+    let processes = [
+        ("function", function.id()),
+        ("m1 manager", m1_manager.pid()),
+        ("milan manager", milan_manager.pid()),
+        ("m1 redis", m1.redis.pid()),
+        ("milan redis", cluster.node("milan").redis.pid()),
+    ];
+    let target = 2 * size / MIB + 32;
+    println!("a 100 MiB session, peak RSS per process in MiB (target: at most {target}):");
+    print!("{:>8} {:>10}", "step", "time ms");
+    for (name, _) in processes {
+        print!(" {name:>14}");
+    }
+    println!();
+    let body = bytes::Bytes::from(vec![0xA5u8; size]);
+    let session = "big-rss";
+    for step in ["upload", "offload", "onload"] {
+        for (_, pid) in processes {
+            assert!(reset_peak_rss(pid), "cannot reset the peak RSS of {pid}");
+        }
+        let started = Instant::now();
+        let answer = match step {
+            "upload" => cluster
+                .client
+                .post(format!("{}/function/upload", m1.gateway))
+                .header("X-session", session)
+                .header("X-session-request-id", uuid::Uuid::new_v4().to_string())
+                .timeout(Duration::from_secs(120))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap(),
+            "offload" => {
+                cluster
+                    .command(
+                        "m1",
+                        &[("command", "force-offload")],
+                        &[("x-forced-session", session)],
+                    )
+                    .await
+            }
+            _ => {
+                cluster
+                    .command("m1", &[("command", "force-onload")], &[])
+                    .await
+            }
+        };
+        let elapsed = started.elapsed();
+        assert_eq!(
+            answer.status(),
+            200,
+            "{step}: {}",
+            answer.text().await.unwrap()
+        );
+        print!("{step:>8} {:>10.1}", ms(elapsed));
+        for (_, pid) in processes {
+            print!(" {:>14.1}", peak_rss_kib(pid) as f64 / 1024.0);
+        }
+        println!();
+    }
+    let stored: Vec<u8> = m1
+        .connection()
+        .hget(SessionKeys::new(session).data(), "payload")
+        .unwrap();
+    assert!(
+        stored.len() == size + 1 && stored[1..] == body[..],
+        "the session came back whole"
+    );
+    let _ = function.kill();
+    let _ = function.wait();
+}
+
+/// Offload times by size, and the cost of a redirect.
+async fn offloads() {
     let cluster = Cluster::start().await;
     println!("offload m1 → milan, {RUNS} sessions per size, 3 at 100 MiB (p50 / p90):");
     for (label, size) in [

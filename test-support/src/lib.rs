@@ -102,6 +102,11 @@ impl RedisServer {
             .expect("connect to test redis")
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server (its data is lost: it keeps nothing on disk).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -170,4 +175,21 @@ pub fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> b
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Peak resident set size of process `pid` since it started or since the
+/// last [`reset_peak_rss`] (`VmHWM`), KiB; 0 if it cannot be read.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts measuring [`peak_rss_kib`] of `pid` afresh (Linux: `5` written
+/// to `/proc/<pid>/clear_refs`); whether it could.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }

@@ -319,7 +319,7 @@ impl Cluster {
             let router = Router::new()
                 .route("/function/{name}", axum::routing::any(proxy))
                 .route("/function/{name}/{*rest}", axum::routing::any(proxy))
-                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+                .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
                 .with_state(state);
             tokio::spawn(async move {
                 let _ = axum::serve(listener, router).await;
@@ -430,4 +430,59 @@ async fn serve_function<H: edge_sdk::handler::Handler<K>, K: 'static>(
         std::future::pending(),
     ));
     port
+}
+
+/// A node's manager as a process of its own (the binary at `binary`),
+/// given the node's manager environment plus `env`; killed when dropped.
+pub struct ManagerProcess {
+    child: std::process::Child,
+}
+
+impl ManagerProcess {
+    pub async fn start(
+        cluster: &Cluster,
+        node: &str,
+        binary: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> ManagerProcess {
+        let node = cluster.node(node);
+        node.stop_manager();
+        let port = test_support::free_port();
+        let child = std::process::Command::new(binary)
+            .envs(node.manager_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("EDGE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        node.route(MANAGER, port);
+        let health = format!("http://127.0.0.1:{port}/_/health");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while cluster.client.get(&health).send().await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the manager did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ManagerProcess { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size so far (`VmHWM`), KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        test_support::peak_rss_kib(self.child.id())
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -22,16 +22,15 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use edge_store::SessionKeys;
 use edge_store::layout::{LAYOUT_KEY, LAYOUT_VERSION, config, meta, node};
-use test_support::{free_port, layout_v1};
+use test_support::layout_v1;
 
-use crate::common::{Cluster, MANAGER};
+use crate::common::{Cluster, MANAGER, ManagerProcess};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -92,53 +91,6 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
-}
-
-/// The manager of milan, as a process of its own.
-struct ManagerProcess {
-    child: Child,
-}
-
-impl ManagerProcess {
-    async fn start(cluster: &Cluster, binary: &PathBuf) -> ManagerProcess {
-        let milan = cluster.node("milan");
-        milan.stop_manager();
-        let port = free_port();
-        let child = Command::new(binary)
-            .envs(milan.manager_env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("EDGE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        milan.route(MANAGER, port);
-        let health = format!("http://127.0.0.1:{port}/_/health");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while cluster.client.get(&health).send().await.is_err() {
-            assert!(Instant::now() < deadline, "the manager did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ManagerProcess { child }
-    }
-
-    /// Peak resident set size so far (`VmHWM`), KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for ManagerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn manager_command(cluster: &Cluster, query: &[(&str, &str)]) -> (Duration, String) {
@@ -430,7 +382,7 @@ pub async fn run(options: &Options) -> Figures {
         ..Figures::default()
     };
 
-    let manager = ManagerProcess::start(&cluster, &options.manager).await;
+    let manager = ManagerProcess::start(&cluster, "milan", &options.manager, &[]).await;
     let used = store.used_memory().await.unwrap();
     milan.set_config(config::OFFLOAD_TOP_THRESHOLD, &(used * 4).to_string());
     milan.set_config(

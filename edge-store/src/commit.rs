@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use redis_protocol::resp2::types::RangeFrame;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, IN_PLACE_MIN};
 use crate::layout::{Counters, SessionKeys};
 use crate::lock::{Lease, Short};
 use crate::lua::Lua;
@@ -513,10 +513,6 @@ fn write_data<'a>(
 /// line): one more round trip to watch the lock, far cheaper than passing
 /// the values through a script's arguments.
 const WATCHED_MIN: usize = 32 * 1024;
-
-/// Values this long are written to Redis from where they are, not copied
-/// into the pipeline first.
-const IN_PLACE_MIN: usize = 64 * 1024;
 
 impl Store {
     /// Watches the lock of a call that holds it, on a connection of its

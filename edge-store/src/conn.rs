@@ -27,6 +27,10 @@ use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::types::RangeFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Values this long are written to Redis from where they are, not copied
+/// into the pipeline first.
+pub(crate) const IN_PLACE_MIN: usize = 64 * 1024;
+
 /// Idle connections kept for later calls.
 const IDLE: usize = 64;
 /// A read buffer grown past this by a large reply is not kept.
@@ -177,6 +181,16 @@ impl Conn {
         let mut replies = result?;
         replies.drain(..skip);
         Ok(replies)
+    }
+
+    /// The input buffer, which the last replies' ranges point into, as
+    /// [`bytes::Bytes`] to slice without copying; the connection gets a
+    /// fresh one.
+    pub(crate) fn take_input(&mut self) -> bytes::Bytes {
+        bytes::Bytes::from(std::mem::replace(
+            &mut self.io.input,
+            Vec::with_capacity(4096),
+        ))
     }
 
     /// The bytes of a bulk or simple string reply; `None` for nil (and for

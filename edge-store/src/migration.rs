@@ -28,8 +28,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::Value;
+use redis_protocol::resp2::types::RangeFrame;
 
+use crate::conn::IN_PLACE_MIN;
 pub use crate::layout::fence::Fence;
 use crate::layout::{SessionKeys, is_request_id, meta};
 
@@ -257,16 +260,21 @@ pub struct Fenced {
 }
 
 /// A whole session, as its holder exports it: the portable metadata, the
-/// data and the request ids, as field/value pairs.
+/// data and the request ids, as field/value pairs. The bytes are shared,
+/// not copied: an export's values are slices of the one buffer Redis's
+/// answer was read into.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exported {
     /// Portable metadata fields.
-    pub meta: Vec<(Vec<u8>, Vec<u8>)>,
+    pub meta: Vec<(Bytes, Bytes)>,
     /// The data hash (tagged values).
-    pub data: Vec<(Vec<u8>, Vec<u8>)>,
+    pub data: Vec<(Bytes, Bytes)>,
     /// The request-id records.
-    pub ids: Vec<(Vec<u8>, Vec<u8>)>,
+    pub ids: Vec<(Bytes, Bytes)>,
 }
+
+/// Field/value pairs of a hash.
+type Pairs = Vec<(Bytes, Bytes)>;
 
 impl Exported {
     /// The bytes of every field name and value.
@@ -301,20 +309,38 @@ pub enum CasOutcome {
     Conflict(String, u64),
 }
 
-fn pairs(value: Option<Value>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Some(Value::Array(items)) = value else {
+fn pairs(value: Value) -> Pairs {
+    let Value::Array(items) = value else {
         return Vec::new();
     };
     let mut out = Vec::with_capacity(items.len() / 2);
     let mut items = items.into_iter();
     while let (Some(key), Some(value)) = (items.next(), items.next()) {
         let bytes = |v: Value| match v {
-            Value::BulkString(bytes) => bytes,
-            other => text(Some(&other)).into_bytes(),
+            Value::BulkString(bytes) => Bytes::from(bytes),
+            other => Bytes::from(text(Some(&other))),
         };
         out.push((bytes(key), bytes(value)));
     }
     out
+}
+
+/// The pairs of an `HGETALL` reply read by a pooled connection, as slices
+/// of `input`.
+fn range_pairs(frame: &RangeFrame, base: usize, input: &Bytes) -> Option<Pairs> {
+    let RangeFrame::Array(items) = frame else {
+        return None;
+    };
+    let slice = |frame: &RangeFrame| match frame {
+        RangeFrame::BulkString((start, end)) => Some(input.slice(base + start..base + end)),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(items.len() / 2);
+    for pair in items.chunks(2) {
+        let [key, value] = pair else { return None };
+        out.push((slice(key)?, slice(value)?));
+    }
+    Some(out)
 }
 
 impl Store {
@@ -358,37 +384,78 @@ impl Store {
     /// The whole session, if it is fenced here for migration `epoch`.
     pub async fn export(&self, session: &str, epoch: u64) -> Result<Option<Exported>> {
         let keys = SessionKeys::new(session);
-        // Plain reads in one transaction: as atomic as a script, and the
-        // values are copied once, from Redis's hash to its output buffer.
+        let mut sections = self.export_sections(&keys).await?;
+        if sections.0.is_none() {
+            // Perhaps fenced by the previous release, in its layout: the
+            // conversion keeps the fence.
+            self.upgrade_session(session).await?;
+            sections = self.export_sections(&keys).await?;
+        }
+        let (fence, meta_fields, data, ids) = sections;
+        if fence != Some(Fence::Out(epoch).to_string()) {
+            return Ok(None);
+        }
+        let (mut ids_inline, meta): (Vec<_>, Vec<_>) = meta_fields
+            .into_iter()
+            .filter(|(field, _)| is_portable(field) || is_request_id(field))
+            .partition(|(field, _)| is_request_id(field));
+        ids_inline.extend(ids.into_iter().filter(|(field, _)| is_request_id(field)));
+        let ids = ids_inline;
+        Ok(Some(Exported { meta, data, ids }))
+    }
+
+    /// The fence, the metadata, the data and the request ids of a session,
+    /// read in one transaction of plain reads: as atomic as a script, and
+    /// the values are read once, into one buffer that the answer shares.
+    async fn export_sections(
+        &self,
+        keys: &SessionKeys,
+    ) -> Result<(Option<String>, Pairs, Pairs, Pairs)> {
+        if let Some(Ok(mut conn)) = self.calls.take().await {
+            conn.cmd(&[b"MULTI"]);
+            conn.cmd(&[b"HGET", keys.meta().as_bytes(), meta::FENCE.as_bytes()]);
+            for key in [keys.meta(), keys.data(), keys.ids()] {
+                conn.cmd(&[b"HGETALL", key.as_bytes()]);
+            }
+            conn.cmd(&[b"EXEC"]);
+            match conn.send(self.calls.timeout).await {
+                Ok(replies) => {
+                    let input = conn.take_input();
+                    let sections = match replies.last() {
+                        Some((RangeFrame::Array(results), base)) if results.len() == 4 => {
+                            let fence = match &results[0] {
+                                RangeFrame::BulkString((start, end)) => Some(
+                                    String::from_utf8_lossy(&input[base + start..base + end])
+                                        .into_owned(),
+                                ),
+                                _ => None,
+                            };
+                            let section = |i: usize| range_pairs(&results[i], *base, &input);
+                            match (section(1), section(2), section(3)) {
+                                (Some(m), Some(d), Some(i)) => Some((fence, m, d, i)),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    self.calls.give_back(conn);
+                    return sections.ok_or_else(|| {
+                        Error::Reply("the export answered something else than hashes".into())
+                    });
+                }
+                // The shared connection below, which reconnects.
+                Err(_) => self.calls.clear(),
+            }
+        }
         let mut pipe = redis::pipe();
         pipe.atomic()
             .hget(keys.meta(), meta::FENCE)
             .hgetall(keys.meta())
             .hgetall(keys.data())
             .hgetall(keys.ids());
-        let (mut fence, mut meta_fields, mut data, mut ids): (Option<String>, Value, Value, Value) =
+        let (fence, meta_fields, data, ids): (Option<String>, Value, Value, Value) =
             self.query_pipe(&pipe).await?;
-        if fence.is_none() {
-            // Perhaps fenced by the previous release, in its layout: the
-            // conversion keeps the fence.
-            self.upgrade_session(session).await?;
-            (fence, meta_fields, data, ids) = self.query_pipe(&pipe).await?;
-        }
-        if fence != Some(Fence::Out(epoch).to_string()) {
-            return Ok(None);
-        }
-        let (mut ids_inline, meta): (Vec<_>, Vec<_>) = pairs(Some(meta_fields))
-            .into_iter()
-            .filter(|(field, _)| is_portable(field) || is_request_id(field))
-            .partition(|(field, _)| is_request_id(field));
-        let data = pairs(Some(data));
-        ids_inline.extend(
-            pairs(Some(ids))
-                .into_iter()
-                .filter(|(field, _)| is_request_id(field)),
-        );
-        let ids = ids_inline;
-        Ok(Some(Exported { meta, data, ids }))
+        Ok((fence, pairs(meta_fields), pairs(data), pairs(ids)))
     }
 
     /// Stores `exported` as the fenced copy of migration `epoch` from
@@ -407,7 +474,7 @@ impl Store {
         let keys = SessionKeys::new(session);
         // Only the portable fields and request-id records are taken from the
         // source.
-        let meta: Vec<&(Vec<u8>, Vec<u8>)> = exported
+        let meta: Vec<&(Bytes, Bytes)> = exported
             .meta
             .iter()
             .filter(|(field, _)| is_portable(field))
@@ -420,20 +487,7 @@ impl Store {
         // its stage again), expiring with the lock if the import never runs.
         let stage = keys.stage(token);
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        let mut staging = redis::pipe();
-        staging.del(&stage).ignore();
-        for chunk in exported.data.chunks(1024) {
-            let mut hset = redis::cmd("HSET");
-            hset.arg(&stage);
-            for (field, value) in chunk {
-                hset.arg(field.as_slice()).arg(value.as_slice());
-            }
-            staging.add_command(hset).ignore();
-        }
-        if !exported.data.is_empty() {
-            staging.pexpire(&stage, ttl_ms as i64).ignore();
-        }
-        self.query_pipe::<()>(&staging).await?;
+        self.stage(&stage, &exported.data, ttl_ms).await?;
         let mut cmd = IMPORT.cmd(5);
         cmd.arg(keys.meta())
             .arg(keys.data())
@@ -450,7 +504,7 @@ impl Store {
             .arg(meta.len())
             .arg(exported.data.len());
         for (field, value) in meta.into_iter().chain(ids) {
-            cmd.arg(field.as_slice()).arg(value.as_slice());
+            cmd.arg(field.as_ref()).arg(value.as_ref());
         }
         let reply: Vec<Value> = self.eval_session(session, &cmd).await?;
         Ok(match text(reply.first()).as_str() {
@@ -458,6 +512,60 @@ impl Store {
             "conflict" => ImportOutcome::Conflict(text(reply.get(1))),
             _ => ImportOutcome::Busy,
         })
+    }
+
+    /// Writes `data` into the hash `stage` afresh, expiring in `ttl_ms`:
+    /// plain commands, big values written from where they are.
+    async fn stage(&self, stage: &str, data: &[(Bytes, Bytes)], ttl_ms: u64) -> Result<()> {
+        let mut digits = itoa::Buffer::new();
+        let ttl_text = digits.format(ttl_ms);
+        if let Some(Ok(mut conn)) = self.calls.take().await {
+            conn.cmd(&[b"DEL", stage.as_bytes()]);
+            let mut in_place: Vec<&[u8]> = Vec::new();
+            for chunk in data.chunks(1024) {
+                conn.command(2 + 2 * chunk.len());
+                conn.arg(b"HSET");
+                conn.arg(stage.as_bytes());
+                for (field, value) in chunk {
+                    conn.arg(field);
+                    if value.len() >= IN_PLACE_MIN {
+                        conn.arg_in_place(value.len());
+                        in_place.push(value);
+                    } else {
+                        conn.arg(value);
+                    }
+                }
+            }
+            if !data.is_empty() {
+                conn.cmd(&[b"PEXPIRE", stage.as_bytes(), ttl_text.as_bytes()]);
+            }
+            match conn.send_with(self.calls.timeout, &in_place).await {
+                Ok(replies) => {
+                    let error = replies.iter().find_map(|(f, base)| conn.error((f, *base)));
+                    self.calls.give_back(conn);
+                    return match error {
+                        Some(error) => Err(Error::Reply(format!("staging failed: {error}"))),
+                        None => Ok(()),
+                    };
+                }
+                // Staged again below, from the start.
+                Err(_) => self.calls.clear(),
+            }
+        }
+        let mut staging = redis::pipe();
+        staging.del(stage).ignore();
+        for chunk in data.chunks(1024) {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(stage);
+            for (field, value) in chunk {
+                hset.arg(field.as_ref()).arg(value.as_ref());
+            }
+            staging.add_command(hset).ignore();
+        }
+        if !data.is_empty() {
+            staging.pexpire(stage, ttl_ms as i64).ignore();
+        }
+        self.query_pipe::<()>(&staging).await
     }
 
     /// The decision at the proprietary node: moves the session's recorded

@@ -164,7 +164,12 @@ async fn every_step_keeps_the_indexes_exact() {
     // import under another lock meanwhile is refused and leaves no stage.
     let s1 = SessionKeys::new("s1");
     let copied: Vec<(Vec<u8>, Vec<u8>)> = cloud_redis.connection().hgetall(s1.data()).unwrap();
-    assert_eq!(copied, exported.data);
+    let sent: Vec<(Vec<u8>, Vec<u8>)> = exported
+        .data
+        .iter()
+        .map(|(field, value)| (field.to_vec(), value.to_vec()))
+        .collect();
+    assert_eq!(copied, sent);
     let ttl: i64 = cloud_redis.connection().pttl(s1.data()).unwrap();
     assert_eq!(ttl, -1, "the data does not expire with the stage");
     let intruder = lock::migration_token();

@@ -194,9 +194,18 @@ async fn handle(
                     "session {session:?} is not being migrated with epoch {epoch} here"
                 )));
             };
+            let chunks = crate::wire::encode_transfer(&exported);
+            let length: usize = chunks.iter().map(Bytes::len).sum();
+            // Streamed from the exported buffer: no copy of the session.
+            let body = axum::body::Body::from_stream(futures_util::stream::iter(
+                chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+            ));
             Ok((
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                crate::wire::encode_transfer(&exported),
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (header::CONTENT_LENGTH, length.to_string()),
+                ],
+                body,
             )
                 .into_response())
         }

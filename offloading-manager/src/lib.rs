@@ -24,6 +24,10 @@
 //!    data, metadata, request ids and retained responses in one binary
 //!    transfer, which S only gives while fenced with E. D stores it under its
 //!    own lock with the fence `in:E:S`; its metadata still points at S.
+//!    Neither manager copies the session's values on the way: S streams
+//!    them from the one buffer Redis's answer was read into, D reads the
+//!    body into one buffer of its declared length and stages the values
+//!    from there (so each holds about one copy of the session at most).
 //! 4. **Decide (P).** D asks P to move the session's recorded location from
 //!    S@E-1 to D@E (`update-session`, a compare-and-set on P's metadata).
 //!    This is the commit point. If something else already changed P's

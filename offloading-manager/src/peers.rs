@@ -86,7 +86,7 @@ impl Peers {
             match request.send().await {
                 Ok(answer) => {
                     let status = answer.status();
-                    match answer.bytes().await {
+                    match read_body(answer).await {
                         Ok(body) if !(status.is_server_error() && retry) => {
                             return Ok((status, body));
                         }
@@ -256,4 +256,20 @@ impl Peers {
             self.call(node, Method::GET, &query, &[], true).await?,
         )
     }
+}
+
+/// Bodies this long at most are read in one allocation of their declared
+/// length (a transfer of a big session is, without growing copies).
+const PREALLOCATED_MAX: u64 = 1 << 30;
+
+/// The whole body of `answer`, read into one buffer of its declared length
+/// (`Content-Length`) when it has one: the chunks are appended as they
+/// come, never gathered first and then copied.
+async fn read_body(mut answer: reqwest::Response) -> reqwest::Result<Bytes> {
+    let declared = answer.content_length().unwrap_or(0).min(PREALLOCATED_MAX);
+    let mut body = Vec::with_capacity(declared as usize);
+    while let Some(chunk) = answer.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }

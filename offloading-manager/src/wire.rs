@@ -8,17 +8,21 @@
 //! each a `u32` count of entries, every entry two length-prefixed (`u32`,
 //! big endian) byte strings.
 //!
+//! Neither side copies a big value: the encoding is a list of chunks that
+//! share the exported values, and the decoding slices the received body.
+//!
 //! ```
 //! use edge_store::Exported;
 //! use offloading_manager::wire::{decode_transfer, encode_transfer};
 //!
 //! let mut session = Exported::default();
-//! session.data.push((b"photo".to_vec(), vec![0u8; 1000]));
-//! let bytes = encode_transfer(&session);
+//! session.data.push(("photo".into(), vec![0u8; 1000].into()));
+//! let bytes: Vec<u8> = encode_transfer(&session).concat();
 //! assert!(bytes.len() < 1000 + 64);
-//! assert_eq!(decode_transfer(&bytes).unwrap(), session);
+//! assert_eq!(decode_transfer(&bytes.into()).unwrap(), session);
 //! ```
 
+use bytes::{Bytes, BytesMut};
 use edge_store::Exported;
 use serde::{Deserialize, Serialize};
 
@@ -78,54 +82,66 @@ pub struct Location {
 #[error("malformed session transfer: {0}")]
 pub struct MalformedTransfer(&'static str);
 
-/// Encodes an exported session.
-pub fn encode_transfer(session: &Exported) -> Vec<u8> {
-    let sections = [&session.meta, &session.data, &session.ids];
-    let entries: usize = sections.iter().map(|s| s.len()).sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + 12 + entries * 8 + session.payload_bytes());
-    out.extend_from_slice(MAGIC);
-    for section in sections {
-        out.extend_from_slice(&(section.len() as u32).to_be_bytes());
+/// Parts at least this long travel as chunks of their own, shared rather
+/// than copied into the framing.
+const SHARED_MIN: usize = 16 * 1024;
+
+/// Encodes an exported session, as the chunks of the body in order (their
+/// concatenation is the transfer).
+pub fn encode_transfer(session: &Exported) -> Vec<Bytes> {
+    let mut chunks = Vec::new();
+    let mut framing = BytesMut::with_capacity(4096);
+    framing.extend_from_slice(MAGIC);
+    for section in [&session.meta, &session.data, &session.ids] {
+        framing.extend_from_slice(&(section.len() as u32).to_be_bytes());
         for (key, value) in section {
             for part in [key, value] {
-                out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                out.extend_from_slice(part);
+                framing.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                if part.len() >= SHARED_MIN {
+                    chunks.push(framing.split().freeze());
+                    chunks.push(part.clone());
+                } else {
+                    framing.extend_from_slice(part);
+                }
             }
         }
     }
-    out
+    chunks.push(framing.freeze());
+    chunks
 }
 
-/// Decodes a transfer.
-pub fn decode_transfer(bytes: &[u8]) -> Result<Exported, MalformedTransfer> {
-    let mut rest = bytes
-        .strip_prefix(MAGIC)
-        .ok_or(MalformedTransfer("bad magic"))?;
-    let take_u32 = |rest: &mut &[u8]| -> Result<usize, MalformedTransfer> {
-        let (head, tail) = rest
-            .split_at_checked(4)
+/// Decodes a transfer; the session's bytes are slices of `bytes`.
+pub fn decode_transfer(bytes: &Bytes) -> Result<Exported, MalformedTransfer> {
+    if !bytes.starts_with(MAGIC) {
+        return Err(MalformedTransfer("bad magic"));
+    }
+    let mut at = MAGIC.len();
+    let take_u32 = |at: &mut usize| -> Result<usize, MalformedTransfer> {
+        let head = bytes
+            .get(*at..*at + 4)
             .ok_or(MalformedTransfer("truncated length"))?;
-        *rest = tail;
+        *at += 4;
         Ok(u32::from_be_bytes(head.try_into().expect("four bytes")) as usize)
     };
-    let mut sections: [Vec<(Vec<u8>, Vec<u8>)>; 3] = Default::default();
+    let mut sections: [Vec<(Bytes, Bytes)>; 3] = Default::default();
     for section in &mut sections {
-        let count = take_u32(&mut rest)?;
+        let count = take_u32(&mut at)?;
         for _ in 0..count {
-            let mut pair = [Vec::new(), Vec::new()];
+            let mut pair = [Bytes::new(), Bytes::new()];
             for part in &mut pair {
-                let len = take_u32(&mut rest)?;
-                let (head, tail) = rest
-                    .split_at_checked(len)
+                let len = take_u32(&mut at)?;
+                let end = at
+                    .checked_add(len)
+                    .filter(|end| *end <= bytes.len())
                     .ok_or(MalformedTransfer("truncated value"))?;
-                *part = head.to_vec();
-                rest = tail;
+                *part = bytes.slice(at..end);
+                at = end;
             }
             let [key, value] = pair;
             section.push((key, value));
         }
     }
-    if !rest.is_empty() {
+    if at != bytes.len() {
         return Err(MalformedTransfer("trailing bytes"));
     }
     let [meta, data, ids] = sections;
@@ -139,29 +155,38 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_garbage() {
         let transfer = Exported {
-            meta: vec![(b"prop".to_vec(), b"milan".to_vec())],
+            meta: vec![("prop".into(), "milan".into())],
             data: vec![
-                (b"k".to_vec(), (0..=255u8).collect()),
-                (b"".to_vec(), b"".to_vec()),
+                ("k".into(), (0..=255u8).collect::<Vec<u8>>().into()),
+                ("".into(), "".into()),
+                ("big".into(), vec![9u8; 3 * SHARED_MIN].into()),
             ],
-            ids: vec![(b"id".to_vec(), b"1700000000000".to_vec())],
+            ids: vec![("id".into(), "1700000000000".into())],
         };
-        let bytes = encode_transfer(&transfer);
+        let chunks = encode_transfer(&transfer);
+        let bytes = Bytes::from(chunks.concat());
         assert_eq!(decode_transfer(&bytes).unwrap(), transfer);
-        assert!(decode_transfer(b"nope").is_err());
-        assert!(decode_transfer(&bytes[..bytes.len() - 1]).is_err());
-        let mut longer = bytes.clone();
+        assert!(decode_transfer(&Bytes::from_static(b"nope")).is_err());
+        assert!(decode_transfer(&bytes.slice(..bytes.len() - 1)).is_err());
+        let mut longer = bytes.to_vec();
         longer.push(0);
-        assert!(decode_transfer(&longer).is_err());
+        assert!(decode_transfer(&longer.into()).is_err());
+        // A declared length past the end is refused, not trusted.
+        let mut lying = bytes.to_vec();
+        lying[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&[0, 0, 0, 1]);
+        lying[MAGIC.len() + 4..MAGIC.len() + 8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_transfer(&lying.into()).is_err());
     }
 
     #[test]
     fn a_large_session_costs_little_more_than_its_bytes() {
         let mut transfer = Exported::default();
-        transfer
-            .data
-            .push((b"file".to_vec(), vec![7u8; 10 * 1024 * 1024]));
-        let encoded = encode_transfer(&transfer).len();
+        let file = Bytes::from(vec![7u8; 10 * 1024 * 1024]);
+        transfer.data.push(("file".into(), file.clone()));
+        let chunks = encode_transfer(&transfer);
+        let encoded: usize = chunks.iter().map(Bytes::len).sum();
         assert!(encoded as f64 <= 1.1 * transfer.payload_bytes() as f64 + 64.0);
+        // The value travels as itself, not as a copy.
+        assert!(chunks.iter().any(|chunk| chunk.as_ptr() == file.as_ptr()));
     }
 }

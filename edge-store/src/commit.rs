@@ -13,7 +13,12 @@
 //! The commit script decides instead whenever something is due that the
 //! transaction does not do (a trim, the move of the request ids to their
 //! own hash, the node's replay budget near, a call waiting in line for the
-//! hand-over) or the transaction was refused.
+//! hand-over) or the transaction was refused. With big writes it decides
+//! beside them: `MULTI`, the writes as plain commands, the script without
+//! them, `EXEC`, the lock and the metadata watched; and a call that lost
+//! its lock does not send its values at all. Only when a transaction's
+//! answer is lost (a broken connection) does the script get the values,
+//! to write them if the transaction did not land.
 //!
 //! Request ids are trimmed only when a bound is reached: by age once the
 //! oldest is past the retention window plus an eighth (`trim_at`), by count
@@ -290,20 +295,34 @@ impl Store {
         {
             return Ok(committed);
         }
-        if let Some(mut conn) = deferred {
-            if big {
-                // The script decides, beside the writes in one transaction.
+        if big {
+            // The script decides, beside the writes in one transaction.
+            let conn = match deferred {
+                Some(conn) => Some(conn),
+                None => self.calls.take().await.and_then(|conn| conn.ok()),
+            };
+            if let Some(conn) = conn {
                 let script = self.commit_cmd(keys, token, proprietary, &[], record, retention);
-                if let Some(committed) = self
+                match self
                     .commit_beside_script(conn, keys, token, writes, &script)
                     .await?
                 {
-                    return Ok(committed);
+                    Beside::Done(committed) => return Ok(committed),
+                    // The lock is not the call's (or the session moved): the
+                    // script writes nothing then, so it is not given the
+                    // values; it says whether the commit landed before.
+                    Beside::NotOurs => {
+                        let (committed, node_replay): (i64, u64) = self.eval(&script).await?;
+                        self.replay_seen
+                            .store(node_replay, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(committed == 1);
+                    }
+                    Beside::GaveUp => {}
                 }
-            } else {
-                conn.watching = true;
-                self.calls.give_back(conn);
             }
+        } else if let Some(mut conn) = deferred {
+            conn.watching = true;
+            self.calls.give_back(conn);
         }
         let cmd = self.commit_cmd(keys, token, proprietary, writes, record, retention);
         let (committed, node_replay): (i64, u64) = self.eval(&cmd).await?;
@@ -370,7 +389,7 @@ impl Store {
     /// from the moment they were seen to be this call's, so that the
     /// script, run with nothing changed, commits (it refuses only a call
     /// that lost its lock, or a session that moved or was fenced, and the
-    /// watch excludes both). `None`: the plain script decides after all.
+    /// watch excludes both).
     ///
     /// The library must stay loaded meanwhile: a script missing at `EXEC`
     /// would leave the writes without their commit. Only `FUNCTION FLUSH`
@@ -384,7 +403,7 @@ impl Store {
         token: &str,
         writes: &[(&str, Option<&[u8]>)],
         script: &redis::Cmd,
-    ) -> Result<Option<bool>> {
+    ) -> Result<Beside> {
         let (lock, meta) = (keys.lock().as_bytes(), keys.meta().as_bytes());
         let marked = format!("{token}{}", crate::layout::lock::QUEUED_MARK);
         // Calls getting in line meanwhile touch the lock: a few tries.
@@ -401,12 +420,12 @@ impl Store {
             ]);
             let Ok(replies) = conn.send(self.calls.timeout).await else {
                 self.calls.clear();
-                return Ok(None);
+                return Ok(Beside::GaveUp);
             };
             if replies.len() != 4 {
                 conn.watching = true;
                 self.calls.give_back(conn);
-                return Ok(None);
+                return Ok(Beside::GaveUp);
             }
             let reply = |i: usize| (&replies[i].0, replies[i].1);
             let ours = conn
@@ -422,16 +441,17 @@ impl Store {
             if !(ours && here) {
                 conn.watching = true;
                 self.calls.give_back(conn);
-                return Ok(None);
+                return Ok(Beside::NotOurs);
             }
             conn.cmd(&[b"MULTI"]);
             let in_place = write_data(&mut conn, keys, writes);
             conn.raw(&script.get_packed_command());
             conn.cmd(&[b"EXEC"]);
             let Ok(replies) = conn.send_with(self.calls.timeout, &in_place).await else {
-                // Whether EXEC ran is unknown: the script finds out.
+                // Whether EXEC ran is unknown: the script (with the
+                // values) finds out.
                 self.calls.clear();
-                return Ok(None);
+                return Ok(Beside::GaveUp);
             };
             match replies.last().map(|(frame, base)| (frame, *base)) {
                 Some((RangeFrame::Null, _)) => continue,
@@ -456,18 +476,29 @@ impl Store {
                             .store(total, std::sync::atomic::Ordering::Relaxed);
                     }
                     self.calls.give_back(conn);
-                    return Ok(Some(committed));
+                    return Ok(Beside::Done(committed));
                 }
                 _ => {
                     self.calls.give_back(conn);
-                    return Ok(None);
+                    return Ok(Beside::GaveUp);
                 }
             }
         }
         conn.watching = true;
         self.calls.give_back(conn);
-        Ok(None)
+        Ok(Beside::GaveUp)
     }
+}
+
+/// What a commit beside the script came to.
+enum Beside {
+    /// The transaction ran: whether the script committed.
+    Done(bool),
+    /// The lock was not the call's, or the session not held here.
+    NotOurs,
+    /// It could not tell, or the lock kept being touched: the plain
+    /// script decides, with the values.
+    GaveUp,
 }
 
 /// The `HSET` and `HDEL` of `writes` on the data hash, into `conn`'s

@@ -993,6 +993,19 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
     let _: () = milan_redis.connection().del(lost_keys.lock()).unwrap();
     let thief = lock::call_token();
     let _thief_lease = begin("big-lost", thief.clone(), 3).await;
+    let received = |redis: &RedisServer| -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut redis.connection())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_net_input_bytes:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = received(&milan_redis);
     assert!(
         !milan
             .commit(
@@ -1006,6 +1019,11 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
             )
             .await
             .unwrap()
+    );
+    let sent = received(&milan_redis) - before;
+    assert!(
+        sent < 16 * 1024,
+        "a call that lost its lock does not even send its values ({sent} bytes)"
     );
     let written: bool = milan_redis
         .connection()

@@ -253,11 +253,12 @@ impl Store {
     /// here and not fenced; records the request id and releases the lock.
     /// Returns whether it committed (if not, nothing was written).
     ///
-    /// With the [`Lease`] of a pipelined begin, and nothing to trim, spill
-    /// or store outside the data hash, it is one `MULTI`/`EXEC` on the
-    /// call's connection, applied only if the watched lock was not touched
-    /// since the begin; otherwise (or if it was touched: a call got in line
-    /// and the lock must be handed over) the commit script decides.
+    /// With the [`Lease`] of a pipelined begin (or big writes), and nothing
+    /// to trim or spill, it is one `MULTI`/`EXEC` on the call's connection,
+    /// applied only if the watched lock was not touched since it was seen
+    /// to be the call's; otherwise (or if it was touched: a call got in
+    /// line and the lock must be handed over) the commit script decides.
+    /// See the module docs.
     #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
@@ -311,12 +312,7 @@ impl Store {
                     // The lock is not the call's (or the session moved): the
                     // script writes nothing then, so it is not given the
                     // values; it says whether the commit landed before.
-                    Beside::NotOurs => {
-                        let (committed, node_replay): (i64, u64) = self.eval(&script).await?;
-                        self.replay_seen
-                            .store(node_replay, std::sync::atomic::Ordering::Relaxed);
-                        return Ok(committed == 1);
-                    }
+                    Beside::NotOurs => return self.commit_by_script(&script).await,
                     Beside::GaveUp => {}
                 }
             }
@@ -325,7 +321,13 @@ impl Store {
             self.calls.give_back(conn);
         }
         let cmd = self.commit_cmd(keys, token, proprietary, writes, record, retention);
-        let (committed, node_replay): (i64, u64) = self.eval(&cmd).await?;
+        self.commit_by_script(&cmd).await
+    }
+
+    /// Runs the commit script `cmd`; whether it committed. Learns the
+    /// node's retained-response bytes from its answer.
+    async fn commit_by_script(&self, cmd: &redis::Cmd) -> Result<bool> {
+        let (committed, node_replay): (i64, u64) = self.eval(cmd).await?;
         self.replay_seen
             .store(node_replay, std::sync::atomic::Ordering::Relaxed);
         Ok(committed == 1)

@@ -16,9 +16,12 @@
 //! hand-over) or the transaction was refused. With big writes it decides
 //! beside them: `MULTI`, the writes as plain commands, the script without
 //! them, `EXEC`, the lock and the metadata watched; and a call that lost
-//! its lock does not send its values at all. Only when a transaction's
-//! answer is lost (a broken connection) does the script get the values,
-//! to write them if the transaction did not land.
+//! its lock does not send its values at all. Big values reach the script's
+//! arguments only when the call cannot tell whether its transaction landed
+//! (its answer lost with the connection: the script writes them only if it
+//! did not) or when calls keep getting in line through three tries. Small
+//! writes (under 32 KiB in all) that the script must decide go in its
+//! arguments: one round trip is cheaper than the transaction then.
 //!
 //! Request ids are trimmed only when a bound is reached: by age once the
 //! oldest is past the retention window plus an eighth (`trim_at`), by count
@@ -393,11 +396,12 @@ impl Store {
     /// that lost its lock, or a session that moved or was fenced, and the
     /// watch excludes both).
     ///
-    /// The library must stay loaded meanwhile: a script missing at `EXEC`
-    /// would leave the writes without their commit. Only `FUNCTION FLUSH`
-    /// or `DELETE` by hand can do that (a restarted Redis drops the watched
-    /// connection and, unless it keeps its data, the lock; if it keeps its
-    /// data it keeps its functions).
+    /// The library is checked (and loaded if missing) in the same round
+    /// trip as the lock; it must then stay loaded until `EXEC`, or the
+    /// writes would land without their commit: only a `FUNCTION FLUSH` or
+    /// `DELETE` by hand in that instant could do that. A lock that expires
+    /// after the `WATCH` aborts the `EXEC` (Redis 7, which the library
+    /// needs anyway).
     async fn commit_beside_script(
         &self,
         mut conn: Conn,
@@ -420,14 +424,28 @@ impl Store {
                 crate::layout::meta::LOCATION.as_bytes(),
                 crate::layout::meta::FENCE.as_bytes(),
             ]);
+            conn.cmd(&[
+                b"FUNCTION",
+                b"LIST",
+                b"LIBRARYNAME",
+                crate::lua::library_name().as_bytes(),
+            ]);
             let Ok(replies) = conn.send(self.calls.timeout).await else {
                 self.calls.clear();
                 return Ok(Beside::GaveUp);
             };
-            if replies.len() != 4 {
+            if replies.len() != 5 {
                 conn.watching = true;
                 self.calls.give_back(conn);
                 return Ok(Beside::GaveUp);
+            }
+            // The script must be there at EXEC, or the writes would land
+            // without it: a Redis that does not have this release's
+            // library yet is given it first.
+            if !matches!(&replies[4].0, RangeFrame::Array(libraries) if !libraries.is_empty()) {
+                // (The next try starts with an UNWATCH of its own.)
+                self.load().await?;
+                continue;
             }
             let reply = |i: usize| (&replies[i].0, replies[i].1);
             let ours = conn

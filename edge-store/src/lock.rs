@@ -327,8 +327,9 @@ impl Store {
         wait: Duration,
     ) -> Result<Begin> {
         debug_assert!(crate::layout::is_request_id(request_id.as_bytes()));
+        let mut maybe_ours = false;
         if let Some(begun) = self
-            .begin_short(keys, token, ttl, request_id, now_ms)
+            .begin_short(keys, token, ttl, request_id, now_ms, &mut maybe_ours)
             .await?
         {
             return Ok(begun);
@@ -351,7 +352,7 @@ impl Store {
         let reply: Vec<Value> = self.eval_session(keys.name(), &cmd).await?;
         let mut items = reply.into_iter();
         let tag = text(items.next().as_ref());
-        Ok(match tag.as_str() {
+        let begun = match tag.as_str() {
             "acquired" => Begin::Acquired {
                 proprietary: text(items.next().as_ref()),
                 lease: Lease::default(),
@@ -384,7 +385,13 @@ impl Store {
                 }
             }
             other => return Err(Error::Reply(format!("begin answered {other:?}"))),
-        })
+        };
+        // The script answers a fence, a redirect or a repeat before it
+        // looks at the lock: one that the pipelined SET took goes back.
+        if maybe_ours && !matches!(begun, Begin::Acquired { .. } | Begin::Queued { .. }) {
+            self.release(keys, token, now_ms).await?;
+        }
+        Ok(begun)
     }
 
     /// The common case in one round trip of plain commands on a connection
@@ -393,7 +400,8 @@ impl Store {
     /// lock holder changes a session, so what is read after it stays true
     /// for the call. `None`: the script decides (first contact, a session
     /// of the previous layout, the lock held by another call, or anything
-    /// unusual); it finds the lock this call's own if the `SET` took it.
+    /// unusual); it finds the lock this call's own if the `SET` took it,
+    /// and `maybe_ours` says whether it may have.
     async fn begin_short(
         &self,
         keys: &SessionKeys,
@@ -401,6 +409,7 @@ impl Store {
         ttl: Duration,
         request_id: &str,
         now_ms: i64,
+        maybe_ours: &mut bool,
     ) -> Result<Option<Begin>> {
         let Some(Ok(mut conn)) = self.calls.take().await else {
             return Ok(None);
@@ -432,7 +441,9 @@ impl Store {
             Ok(replies) => replies,
             Err(_) => {
                 // Most likely Redis restarted: so did every idle connection.
+                // The SET may have run.
                 self.calls.clear();
+                *maybe_ours = true;
                 return Ok(None);
             }
         };
@@ -447,6 +458,7 @@ impl Store {
             _ => Vec::new(),
         };
         if !taken || fields.len() != 5 || fields[0].is_none() {
+            *maybe_ours = taken;
             conn.watching = true;
             self.calls.give_back(conn);
             return Ok(None);

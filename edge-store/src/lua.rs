@@ -251,6 +251,11 @@ const SCRIPTS: [&Lua; 20] = [
     &crate::upgrade::UPGRADE_SESSION,
 ];
 
+/// The name of this release's library (it carries a hash of the source).
+pub(crate) fn library_name() -> &'static str {
+    &LIBRARY.name
+}
+
 /// The library: its name and its source.
 struct Library {
     name: String,
@@ -403,7 +408,7 @@ impl Store {
     }
 
     /// Loads the library; one that another call loaded meanwhile is fine.
-    async fn load(&self) -> Result<()> {
+    pub(crate) async fn load(&self) -> Result<()> {
         let loaded: redis::RedisResult<String> = redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg(&LIBRARY.source)

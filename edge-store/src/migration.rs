@@ -519,7 +519,10 @@ impl Store {
     async fn stage(&self, stage: &str, data: &[(Bytes, Bytes)], ttl_ms: u64) -> Result<()> {
         let mut digits = itoa::Buffer::new();
         let ttl_text = digits.format(ttl_ms);
+        // One transaction, so that the stage never exists without its
+        // expiry (a retry stages under another lock's name).
         if let Some(Ok(mut conn)) = self.calls.take().await {
+            conn.cmd(&[b"MULTI"]);
             conn.cmd(&[b"DEL", stage.as_bytes()]);
             let mut in_place: Vec<&[u8]> = Vec::new();
             for chunk in data.chunks(1024) {
@@ -539,9 +542,15 @@ impl Store {
             if !data.is_empty() {
                 conn.cmd(&[b"PEXPIRE", stage.as_bytes(), ttl_text.as_bytes()]);
             }
+            conn.cmd(&[b"EXEC"]);
             match conn.send_with(self.calls.timeout, &in_place).await {
                 Ok(replies) => {
-                    let error = replies.iter().find_map(|(f, base)| conn.error((f, *base)));
+                    let error = replies.iter().find_map(|(frame, base)| match frame {
+                        RangeFrame::Array(results) => {
+                            results.iter().find_map(|r| conn.error((r, *base)))
+                        }
+                        other => conn.error((other, *base)),
+                    });
                     self.calls.give_back(conn);
                     return match error {
                         Some(error) => Err(Error::Reply(format!("staging failed: {error}"))),
@@ -553,7 +562,7 @@ impl Store {
             }
         }
         let mut staging = redis::pipe();
-        staging.del(stage).ignore();
+        staging.atomic().del(stage).ignore();
         for chunk in data.chunks(1024) {
             let mut hset = redis::cmd("HSET");
             hset.arg(stage);

@@ -498,6 +498,28 @@ async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
         repeat,
         Begin::Completed(Some(b"200 text/plain\nadded".to_vec()))
     );
+    // …a call on a stub of that layout is sent where the session went, and
+    // the lock its pipelined begin took goes back…
+    let stub_keys = SessionKeys::new("old-39");
+    let redirected = milan
+        .begin(
+            &stub_keys,
+            &lock::call_token(),
+            Duration::from_secs(30),
+            "00000000-0000-4000-8000-000000000039",
+            layout_v1::now_ms(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        redirected,
+        Begin::Moved {
+            location: "italy".into()
+        }
+    );
+    let locked: bool = connection.exists(stub_keys.lock()).unwrap();
+    assert!(!locked, "the stub's lock was given back");
     // …a new call commits on the converted session…
     assert!(call(&milan, "old-1", b"snew", layout_v1::now_ms()).await);
     // …and a read-only call finds the session.
@@ -516,7 +538,8 @@ async fn a_node_written_by_the_previous_release_is_converted_while_it_serves() {
     assert_eq!((exported.data.len(), exported.ids.len()), (2, 3));
 
     let report = milan.upgrade(16).await.unwrap();
-    assert_eq!((report.sessions, report.converted), (40, 36));
+    // The five sessions the calls above met are converted already.
+    assert_eq!((report.sessions, report.converted), (40, 35));
     assert_eq!(milan.layout_version().await.unwrap(), Some(2));
     assert!(milan.upgrade(16).await.unwrap().already_current);
     assert_exact(&milan).await;
@@ -1094,6 +1117,68 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
             .await
             .unwrap()
     );
+    // The same, on a Redis that lost the library meanwhile (a new
+    // release's library, say): it is loaded before the transaction, which
+    // would otherwise write the values without their commit.
+    let holder = lock::call_token();
+    let (_, lease) = begin("big", holder.clone(), 6).await;
+    let patient = lock::call_token();
+    assert!(matches!(
+        milan
+            .begin(
+                &keys,
+                &patient,
+                ttl,
+                &id(7),
+                layout_v1::now_ms(),
+                Duration::from_secs(20)
+            )
+            .await
+            .unwrap(),
+        Begin::Queued { .. }
+    ));
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query(&mut milan_redis.connection())
+        .unwrap();
+    let writes: [(&str, Option<&[u8]>); 1] = [("big", Some(&big))];
+    assert!(
+        milan
+            .commit(
+                &keys,
+                &holder,
+                "milan",
+                &writes,
+                record(6),
+                RETENTION,
+                lease
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        milan
+            .wait_turn(&keys, &patient, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Turn::Go
+    );
+    let stored: Vec<u8> = milan_redis.connection().hget(keys.data(), "big").unwrap();
+    assert!(stored == big);
+    let recorded: bool = milan_redis
+        .connection()
+        .hexists(keys.meta(), id(6))
+        .unwrap();
+    assert!(
+        recorded,
+        "the commit's request id is recorded with its writes"
+    );
+    assert!(
+        milan
+            .release(&keys, &patient, layout_v1::now_ms())
+            .await
+            .unwrap()
+    );
     // The migration copies it byte-exact, and leaves no stage behind.
     let epoch = fence(&milan, "big", layout_v1::now_ms()).await;
     let exported = milan.export("big", epoch).await.unwrap().unwrap();
@@ -1111,7 +1196,7 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
         .unwrap();
     assert_eq!(stored, ImportOutcome::Stored);
     let copied: Vec<u8> = cloud_redis.connection().hget(keys.data(), "big").unwrap();
-    assert!(copied == bigger, "the big value arrives byte-exact");
+    assert!(copied == big, "the big value arrives byte-exact");
     let stages: Vec<String> = cloud_redis.connection().keys("edge:{big}:stage:*").unwrap();
     assert!(stages.is_empty(), "{stages:?}");
     assert_exact(&cloud).await;

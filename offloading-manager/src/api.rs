@@ -194,7 +194,8 @@ async fn handle(
                     "session {session:?} is not being migrated with epoch {epoch} here"
                 )));
             };
-            let chunks = crate::wire::encode_transfer(&exported);
+            let chunks = crate::wire::encode_transfer(&exported)
+                .map_err(|error| Error::Conflict(format!("session {session:?}: {error}")))?;
             let length: usize = chunks.iter().map(Bytes::len).sum();
             // Streamed from the exported buffer: no copy of the session.
             let body = axum::body::Body::from_stream(futures_util::stream::iter(

@@ -260,7 +260,7 @@ impl Peers {
 
 /// Bodies this long at most are read in one allocation of their declared
 /// length (a transfer of a big session is, without growing copies).
-const PREALLOCATED_MAX: u64 = 1 << 30;
+const PREALLOCATED_MAX: u64 = 256 << 20;
 
 /// The whole body of `answer`, read into one buffer of its declared length
 /// (`Content-Length`) when it has one: the chunks are appended as they

@@ -17,7 +17,7 @@
 //!
 //! let mut session = Exported::default();
 //! session.data.push(("photo".into(), vec![0u8; 1000].into()));
-//! let bytes: Vec<u8> = encode_transfer(&session).concat();
+//! let bytes: Vec<u8> = encode_transfer(&session).unwrap().concat();
 //! assert!(bytes.len() < 1000 + 64);
 //! assert_eq!(decode_transfer(&bytes.into()).unwrap(), session);
 //! ```
@@ -87,16 +87,22 @@ pub struct MalformedTransfer(&'static str);
 const SHARED_MIN: usize = 16 * 1024;
 
 /// Encodes an exported session, as the chunks of the body in order (their
-/// concatenation is the transfer).
-pub fn encode_transfer(session: &Exported) -> Vec<Bytes> {
+/// concatenation is the transfer). Fails on a section of 2^32 entries or
+/// more, or a part of 4 GiB or more (which Redis cannot hold anyway).
+pub fn encode_transfer(session: &Exported) -> Result<Vec<Bytes>, MalformedTransfer> {
+    let length = |n: usize| {
+        u32::try_from(n)
+            .map(u32::to_be_bytes)
+            .map_err(|_| MalformedTransfer("a part or section too large for the framing"))
+    };
     let mut chunks = Vec::new();
     let mut framing = BytesMut::with_capacity(4096);
     framing.extend_from_slice(MAGIC);
     for section in [&session.meta, &session.data, &session.ids] {
-        framing.extend_from_slice(&(section.len() as u32).to_be_bytes());
+        framing.extend_from_slice(&length(section.len())?);
         for (key, value) in section {
             for part in [key, value] {
-                framing.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                framing.extend_from_slice(&length(part.len())?);
                 if part.len() >= SHARED_MIN {
                     chunks.push(framing.split().freeze());
                     chunks.push(part.clone());
@@ -107,7 +113,7 @@ pub fn encode_transfer(session: &Exported) -> Vec<Bytes> {
         }
     }
     chunks.push(framing.freeze());
-    chunks
+    Ok(chunks)
 }
 
 /// Decodes a transfer; the session's bytes are slices of `bytes`.
@@ -163,7 +169,7 @@ mod tests {
             ],
             ids: vec![("id".into(), "1700000000000".into())],
         };
-        let chunks = encode_transfer(&transfer);
+        let chunks = encode_transfer(&transfer).unwrap();
         let bytes = Bytes::from(chunks.concat());
         assert_eq!(decode_transfer(&bytes).unwrap(), transfer);
         assert!(decode_transfer(&Bytes::from_static(b"nope")).is_err());
@@ -183,7 +189,7 @@ mod tests {
         let mut transfer = Exported::default();
         let file = Bytes::from(vec![7u8; 10 * 1024 * 1024]);
         transfer.data.push(("file".into(), file.clone()));
-        let chunks = encode_transfer(&transfer);
+        let chunks = encode_transfer(&transfer).unwrap();
         let encoded: usize = chunks.iter().map(Bytes::len).sum();
         assert!(encoded as f64 <= 1.1 * transfer.payload_bytes() as f64 + 64.0);
         // The value travels as itself, not as a copy.

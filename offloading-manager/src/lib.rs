@@ -45,10 +45,12 @@
 //! if D won, S deletes its copy (6) and D activates (5); if the claim won,
 //! S reopens the session and D drops its copy. A migration nobody could
 //! settle (for example because P is down) stays fenced — closed to writes,
-//! open to reads — and is settled by the next `offload-trigger` or
-//! `garbage-collector` run once it is older than the recovery delay
-//! (`EDGE_MIGRATION_RECOVERY_SECS`, default 30 s), one bounded attempt per
-//! run. Every call between nodes has a timeout; calls that may be repeated
+//! open to reads — and is settled once it is older than the recovery delay
+//! (`EDGE_MIGRATION_RECOVERY_SECS`, default 30 s): the manager looks for
+//! due migrations every second (a restarted manager settles what its crash
+//! left at once), and every `offload-trigger` or `garbage-collector` run
+//! settles them too; one bounded attempt each time, with a growing pause
+//! while a migration cannot be settled yet (its proprietary node down, say). Every call between nodes has a timeout; calls that may be repeated
 //! are retried a bounded number of times.
 //!
 //! This keeps the invariants of SPEC section 5: (I1) only the node whose
@@ -89,6 +91,10 @@ use edge_sdk::runtime::Config;
 
 /// How long calls to other nodes may take.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the manager looks for undecided migrations that are due
+/// ([`protocol::Manager::recover_when_due`]).
+pub const RECOVERY_TICK: Duration = Duration::from_secs(1);
 
 /// Builds the manager of the node `config` describes.
 pub fn manager(

@@ -56,6 +56,10 @@ async fn main() -> ExitCode {
             tracing::error!("could not index the node's sessions: {error}");
         }
     });
+    // Undecided migrations are settled as soon as they are due.
+    tokio::spawn(
+        std::sync::Arc::clone(&manager).recover_when_due(offloading_manager::RECOVERY_TICK),
+    );
     let served = axum::serve(
         edge_sdk::runtime::with_nodelay(listener),
         offloading_manager::api::router(manager),

@@ -503,6 +503,40 @@ impl Manager {
         self.finalize(session, epoch, requester).await
     }
 
+    /// Settles this node's undecided migrations as soon as they are due,
+    /// not at the next scheduled run: at start (a restarted manager settles
+    /// what its crash left) and whenever the oldest undecided migration
+    /// passes [`Manager::recovery_after`]. Every `tick` it reads the head
+    /// of the `migrating` index (one command); a run that settles nothing
+    /// (a peer down, say) waits twice as long before the next, up to 32
+    /// ticks. Runs until the process ends.
+    pub async fn recover_when_due(self: Arc<Self>, tick: Duration) {
+        let mut pause = tick;
+        loop {
+            let cutoff = now_ms() - self.recovery_after.as_millis() as i64;
+            let due = match self.store.migrations_due(cutoff, 0, 1).await {
+                Ok(due) => !due.is_empty(),
+                Err(error) => {
+                    tracing::warn!("cannot read the undecided migrations: {error}");
+                    false
+                }
+            };
+            if due {
+                match self.recover().await {
+                    Ok(settled) if settled > 0 => pause = tick,
+                    Ok(_) => pause = (pause * 2).min(tick * 32),
+                    Err(error) => {
+                        tracing::warn!("recovery of undecided migrations failed: {error}");
+                        pause = (pause * 2).min(tick * 32);
+                    }
+                }
+            } else {
+                pause = tick;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
     /// Settles the migrations on this node that have been undecided for
     /// longer than [`Manager::recovery_after`], oldest first, taken from the
     /// `migrating` index; one attempt each (so a dead node costs one

@@ -63,6 +63,11 @@ pub struct Node {
     down: Arc<AtomicBool>,
     manager: Mutex<Option<(Arc<Manager>, tokio::task::JoinHandle<()>)>>,
     config: Config,
+    /// The recovery delay of its manager; with one, the manager also
+    /// settles due migrations by itself, as the manager's process does.
+    /// Without (the default), recovery runs only when a test triggers it,
+    /// and at once.
+    recovery: Option<Duration>,
     /// The environment the manager's process would be given on this node.
     pub manager_env: Vec<(&'static str, String)>,
     _secrets: test_support::TempDir,
@@ -120,18 +125,26 @@ impl Node {
     }
 
     async fn start_manager(&self) {
-        let manager = offloading_manager::manager(&self.config, Duration::ZERO).unwrap();
+        let delay = self.recovery.unwrap_or(Duration::ZERO);
+        let manager = offloading_manager::manager(&self.config, delay).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let router = offloading_manager::api::router(Arc::clone(&manager));
-        // As the manager's process does: serve, and index the store meanwhile.
+        // As the manager's process does: serve, index the store meanwhile,
+        // and (with a recovery delay) settle due migrations by itself.
         let upgrading = Arc::clone(&manager);
+        let recovering = self.recovery.map(|_| Arc::clone(&manager));
         let task = tokio::spawn(async move {
             let upgrade = async move { upgrading.upgrade_store().await.unwrap() };
             let serve = async move {
                 let _ = axum::serve(listener, router).await;
             };
-            tokio::join!(upgrade, serve);
+            let recover = async move {
+                if let Some(manager) = recovering {
+                    manager.recover_when_due(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::join!(upgrade, serve, recover);
         });
         self.routes
             .lock()
@@ -254,6 +267,16 @@ async fn proxy(
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with(None).await
+    }
+
+    /// [`Cluster::start`], with managers whose recovery delay is
+    /// `recovery` and that settle due migrations by themselves.
+    pub async fn start_with_recovery(recovery: Duration) -> Cluster {
+        Cluster::start_with(Some(recovery)).await
+    }
+
+    async fn start_with(recovery: Option<Duration>) -> Cluster {
         let names = ["cloud", "milan", "m1"];
         let mut listeners = Vec::new();
         for _ in names {
@@ -334,6 +357,7 @@ impl Cluster {
                 down,
                 manager: Mutex::new(None),
                 config,
+                recovery,
                 manager_env,
                 _secrets: secrets,
             };

@@ -1057,128 +1057,67 @@ async fn big_values_are_committed_fenced_and_moved_byte_exact() {
     assert_eq!(holder, thief);
     // A call gets in line meanwhile: the script hands the lock over, in
     // one transaction beside the big writes (never through its arguments).
-    let holder = lock::call_token();
-    let (_, lease) = begin("big", holder.clone(), 4).await;
-    let patient = lock::call_token();
-    assert!(matches!(
-        milan
-            .begin(
-                &keys,
-                &patient,
-                ttl,
-                &id(5),
-                layout_v1::now_ms(),
-                Duration::from_secs(20)
-            )
-            .await
-            .unwrap(),
-        Begin::Queued { .. }
-    ));
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut milan_redis.connection())
-        .unwrap();
+    // The same on a Redis that lost the library meanwhile (a new release's
+    // library, say): it is loaded before the transaction, which would
+    // otherwise write the values without their commit.
     let bigger: Vec<u8> = big.iter().rev().copied().collect();
-    let writes: [(&str, Option<&[u8]>); 1] = [("big", Some(&bigger))];
-    assert!(
-        milan
+    for (i, value, flush) in [(4, &bigger, false), (6, &big, true)] {
+        let holder = lock::call_token();
+        let (_, lease) = begin("big", holder.clone(), i).await;
+        let patient = lock::call_token();
+        let wait = Duration::from_secs(20);
+        let queued = milan
+            .begin(&keys, &patient, ttl, &id(i + 1), layout_v1::now_ms(), wait)
+            .await
+            .unwrap();
+        assert!(matches!(queued, Begin::Queued { .. }));
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut milan_redis.connection())
+            .unwrap();
+        if flush {
+            let _: () = redis::cmd("FUNCTION")
+                .arg("FLUSH")
+                .query(&mut milan_redis.connection())
+                .unwrap();
+        }
+        let writes: [(&str, Option<&[u8]>); 1] = [("big", Some(value))];
+        let committed = milan
             .commit(
                 &keys,
                 &holder,
                 "milan",
                 &writes,
-                record(4),
+                record(i),
                 RETENTION,
-                lease
+                lease,
             )
             .await
-            .unwrap()
-    );
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut milan_redis.connection())
-        .unwrap();
-    assert!(
-        stats.contains("cmdstat_multi:calls=2,"),
-        "the watched transaction, refused, then the one beside the script: {stats}"
-    );
-    assert_eq!(
-        milan
-            .wait_turn(&keys, &patient, Duration::from_secs(5))
-            .await
-            .unwrap(),
-        Turn::Go
-    );
-    let stored: Vec<u8> = milan_redis.connection().hget(keys.data(), "big").unwrap();
-    assert!(stored == bigger);
-    assert!(
-        milan
-            .release(&keys, &patient, layout_v1::now_ms())
-            .await
-            .unwrap()
-    );
-    // The same, on a Redis that lost the library meanwhile (a new
-    // release's library, say): it is loaded before the transaction, which
-    // would otherwise write the values without their commit.
-    let holder = lock::call_token();
-    let (_, lease) = begin("big", holder.clone(), 6).await;
-    let patient = lock::call_token();
-    assert!(matches!(
-        milan
-            .begin(
-                &keys,
-                &patient,
-                ttl,
-                &id(7),
-                layout_v1::now_ms(),
-                Duration::from_secs(20)
-            )
-            .await
-            .unwrap(),
-        Begin::Queued { .. }
-    ));
-    let _: () = redis::cmd("FUNCTION")
-        .arg("FLUSH")
-        .query(&mut milan_redis.connection())
-        .unwrap();
-    let writes: [(&str, Option<&[u8]>); 1] = [("big", Some(&big))];
-    assert!(
-        milan
-            .commit(
-                &keys,
-                &holder,
-                "milan",
-                &writes,
-                record(6),
-                RETENTION,
-                lease
-            )
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        milan
-            .wait_turn(&keys, &patient, Duration::from_secs(5))
-            .await
-            .unwrap(),
-        Turn::Go
-    );
-    let stored: Vec<u8> = milan_redis.connection().hget(keys.data(), "big").unwrap();
-    assert!(stored == big);
-    let recorded: bool = milan_redis
-        .connection()
-        .hexists(keys.meta(), id(6))
-        .unwrap();
-    assert!(
-        recorded,
-        "the commit's request id is recorded with its writes"
-    );
-    assert!(
-        milan
-            .release(&keys, &patient, layout_v1::now_ms())
-            .await
-            .unwrap()
-    );
+            .unwrap();
+        assert!(committed, "flush {flush}");
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut milan_redis.connection())
+            .unwrap();
+        assert!(
+            stats.contains("cmdstat_multi:calls=2,"),
+            "the watched transaction, refused, then the one beside the script: {stats}"
+        );
+        let turn = milan.wait_turn(&keys, &patient, Duration::from_secs(5));
+        assert_eq!(turn.await.unwrap(), Turn::Go);
+        let stored: Vec<u8> = milan_redis.connection().hget(keys.data(), "big").unwrap();
+        assert!(stored == *value);
+        let recorded: bool = milan_redis
+            .connection()
+            .hexists(keys.meta(), id(i))
+            .unwrap();
+        assert!(
+            recorded,
+            "the commit's request id is recorded with its writes"
+        );
+        let now = layout_v1::now_ms();
+        assert!(milan.release(&keys, &patient, now).await.unwrap());
+    }
     // The migration copies it byte-exact, and leaves no stage behind.
     let epoch = fence(&milan, "big", layout_v1::now_ms()).await;
     let exported = milan.export("big", epoch).await.unwrap().unwrap();

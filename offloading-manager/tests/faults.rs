@@ -31,23 +31,7 @@ struct Scenario {
 
 async fn run(scenario: Scenario) {
     let cluster = Cluster::start().await;
-    for expected in 1..=WRITES {
-        assert_eq!(
-            cluster.increment("m1", "s", 0).await.1,
-            expected.to_string()
-        );
-    }
-    // First a clean move to milan, so that source, destination and
-    // proprietary node are three different nodes.
-    let first = cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "s")],
-        )
-        .await;
-    assert_eq!(first.status(), 200);
-    assert_eq!(cluster.holders("s"), [("milan".to_string(), WRITES)]);
+    cluster.session_at_milan("s", WRITES).await;
 
     if let Some(step) = scenario.step {
         cluster.node(scenario.failing).manager().faults.arm(step);

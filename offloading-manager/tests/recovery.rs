@@ -21,20 +21,7 @@ const RECOVERY: Duration = Duration::from_secs(2);
 
 async fn outage_after_crash(failing: &str, step: Step) {
     let cluster = Cluster::start_with_recovery(RECOVERY).await;
-    for expected in 1..=WRITES {
-        assert_eq!(
-            cluster.increment("m1", "s", 0).await.1,
-            expected.to_string()
-        );
-    }
-    let first = cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "s")],
-        )
-        .await;
-    assert_eq!(first.status(), 200);
+    cluster.session_at_milan("s", WRITES).await;
 
     cluster.node(failing).manager().faults.arm(step);
     let started = Instant::now();

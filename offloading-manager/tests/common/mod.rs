@@ -432,6 +432,28 @@ impl Cluster {
         panic!("more than {max_redirects} redirects for session {session} from {node}");
     }
 
+    /// Creates `session` at m1 with `writes` increments, then moves it to
+    /// milan with a clean offload, so that a migration from milan has
+    /// three different nodes as source, destination (cloud) and
+    /// proprietary node (m1).
+    pub async fn session_at_milan(&self, session: &str, writes: u64) {
+        for expected in 1..=writes {
+            assert_eq!(
+                self.increment("m1", session, 0).await.1,
+                expected.to_string()
+            );
+        }
+        let first = self
+            .command(
+                "m1",
+                &[("command", "force-offload")],
+                &[("x-forced-session", session)],
+            )
+            .await;
+        assert_eq!(first.status(), 200);
+        assert_eq!(self.holders(session), [("milan".to_string(), writes)]);
+    }
+
     /// Which nodes hold the session's data.
     pub fn holders(&self, session: &str) -> Vec<(String, u64)> {
         self.nodes

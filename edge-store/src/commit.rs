@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use redis_protocol::resp2::types::RangeFrame;
 
-use crate::conn::{Conn, IN_PLACE_MIN};
+use crate::conn::Conn;
 use crate::layout::{Counters, SessionKeys};
 use crate::lock::{Lease, Short};
 use crate::lua::Lua;
@@ -537,12 +537,7 @@ fn write_data<'a>(
         for (field, value) in writes {
             if let Some(value) = value {
                 conn.arg(field.as_bytes());
-                if value.len() >= IN_PLACE_MIN {
-                    conn.arg_in_place(value.len());
-                    in_place.push(value);
-                } else {
-                    conn.arg(value);
-                }
+                conn.value(value, &mut in_place);
             }
         }
     }

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Values this long are written to Redis from where they are, not copied
 /// into the pipeline first.
-pub(crate) const IN_PLACE_MIN: usize = 64 * 1024;
+const IN_PLACE_MIN: usize = 64 * 1024;
 
 /// Idle connections kept for later calls.
 const IDLE: usize = 64;
@@ -144,6 +144,18 @@ impl Conn {
         self.io.out.extend_from_slice(b"\r\n");
         self.io.in_place.push(self.io.out.len());
         self.io.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A value argument of the command started last: copied into the
+    /// pipeline if small, else written in place (pushed onto `in_place`,
+    /// to be given to [`Conn::send_with`]).
+    pub(crate) fn value<'a>(&mut self, value: &'a [u8], in_place: &mut Vec<&'a [u8]>) {
+        if value.len() >= IN_PLACE_MIN {
+            self.arg_in_place(value.len());
+            in_place.push(value);
+        } else {
+            self.arg(value);
+        }
     }
 
     /// Sends the pipeline built so far and reads its replies (an `UNWATCH`

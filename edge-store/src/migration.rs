@@ -32,7 +32,6 @@ use bytes::Bytes;
 use redis::Value;
 use redis_protocol::resp2::types::RangeFrame;
 
-use crate::conn::IN_PLACE_MIN;
 pub use crate::layout::fence::Fence;
 use crate::layout::{SessionKeys, is_request_id, meta};
 
@@ -531,12 +530,7 @@ impl Store {
                 conn.arg(stage.as_bytes());
                 for (field, value) in chunk {
                     conn.arg(field);
-                    if value.len() >= IN_PLACE_MIN {
-                        conn.arg_in_place(value.len());
-                        in_place.push(value);
-                    } else {
-                        conn.arg(value);
-                    }
+                    conn.value(value, &mut in_place);
                 }
             }
             if !data.is_empty() {

@@ -86,7 +86,12 @@ async fn big_session_memory() {
         .spawn()
         .expect("the upload function");
     let health = format!("http://127.0.0.1:{port}/_/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.client.get(&health).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline && function.try_wait().unwrap().is_none(),
+            "the upload function did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     m1.route("upload", port);
@@ -122,15 +127,7 @@ async fn big_session_memory() {
                 .send()
                 .await
                 .unwrap(),
-            "offload" => {
-                cluster
-                    .command(
-                        "m1",
-                        &[("command", "force-offload")],
-                        &[("x-forced-session", session)],
-                    )
-                    .await
-            }
+            "offload" => cluster.force_offload("m1", session).await,
             _ => {
                 cluster
                     .command("m1", &[("command", "force-onload")], &[])
@@ -184,13 +181,7 @@ async fn offloads() {
             let _: () = redis.hdel(keys.data(), "bulk").unwrap();
             let _: () = redis.hset(keys.data(), "payload", payload).unwrap();
             let started = Instant::now();
-            let answer = cluster
-                .command(
-                    "m1",
-                    &[("command", "force-offload")],
-                    &[("x-forced-session", &session)],
-                )
-                .await;
+            let answer = cluster.force_offload("m1", &session).await;
             let elapsed = started.elapsed();
             assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
             samples.push(elapsed);
@@ -202,13 +193,7 @@ async fn offloads() {
     // One redirect: m1 (proprietary) → 307 → milan, against milan directly.
     let session = "bench-redirect";
     cluster.increment("m1", session, 0).await;
-    cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", session)],
-        )
-        .await;
+    cluster.force_offload("m1", session).await;
     let mut direct = Vec::new();
     let mut redirected = Vec::new();
     for _ in 0..200 {

@@ -49,13 +49,7 @@ async fn run(scenario: Scenario) {
                 cut_off.store(true, std::sync::atomic::Ordering::SeqCst);
             });
     }
-    let attempt = cluster
-        .command(
-            "milan",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "s")],
-        )
-        .await;
+    let attempt = cluster.force_offload("milan", "s").await;
     let status = attempt.status();
     let body = attempt.text().await.unwrap();
     eprintln!("offload attempt: {status} {body}");

@@ -24,13 +24,7 @@ async fn offload_one_level_then_past_a_rejecting_parent_then_onload_back() {
     }
 
     // Offload one level: m1 → milan.
-    let answer = cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "alice")],
-        )
-        .await;
+    let answer = cluster.force_offload("m1", "alice").await;
     assert_eq!(answer.status(), 200);
     let moved = json(answer).await;
     assert_eq!(moved["movedTo"], "milan");
@@ -69,16 +63,7 @@ async fn offload_one_level_then_past_a_rejecting_parent_then_onload_back() {
     for _ in 0..2 {
         cluster.increment("m1", "bob", 0).await;
     }
-    let moved = json(
-        cluster
-            .command(
-                "m1",
-                &[("command", "force-offload")],
-                &[("x-forced-session", "bob")],
-            )
-            .await,
-    )
-    .await;
+    let moved = json(cluster.force_offload("m1", "bob").await).await;
     assert_eq!(moved["movedTo"], "cloud");
     assert_eq!(cluster.holders("bob"), [("cloud".to_string(), 2)]);
     assert_eq!(
@@ -168,16 +153,7 @@ async fn garbage_collection_by_expiration_and_forced_including_stubs() {
     for session in ["idle", "offloaded", "forced"] {
         cluster.increment("m1", session, 0).await;
     }
-    let moved = json(
-        cluster
-            .command(
-                "m1",
-                &[("command", "force-offload")],
-                &[("x-forced-session", "offloaded")],
-            )
-            .await,
-    )
-    .await;
+    let moved = json(cluster.force_offload("m1", "offloaded").await).await;
     assert_eq!(moved["movedTo"], "milan");
     for node in ["cloud", "milan", "m1"] {
         cluster
@@ -224,20 +200,8 @@ async fn garbage_collection_by_expiration_and_forced_including_stubs() {
             .set_config("sessions_data_expiration_time", "86400");
     }
     cluster.increment("m1", "roamer", 0).await;
-    cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "roamer")],
-        )
-        .await;
-    cluster
-        .command(
-            "milan",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "roamer")],
-        )
-        .await;
+    cluster.force_offload("m1", "roamer").await;
+    cluster.force_offload("milan", "roamer").await;
     assert_eq!(cluster.holders("roamer"), [("cloud".to_string(), 1)]);
     assert_eq!(
         cluster.node("milan").meta("roamer")["currentLocation"],
@@ -269,13 +233,7 @@ async fn garbage_collection_by_expiration_and_forced_including_stubs() {
 
     // Forced: every trace, on every node.
     cluster.increment("m1", "forced2", 0).await;
-    cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "forced2")],
-        )
-        .await;
+    cluster.force_offload("m1", "forced2").await;
     let forced = cluster
         .command(
             "cloud",
@@ -532,13 +490,7 @@ async fn the_node_token_is_required_and_bad_input_is_named() {
 async fn a_dead_proprietary_node_costs_the_collector_bounded_retries_and_is_cleaned_later() {
     let cluster = Cluster::start().await;
     cluster.increment("m1", "orphan", 0).await;
-    cluster
-        .command(
-            "m1",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "orphan")],
-        )
-        .await;
+    cluster.force_offload("m1", "orphan").await;
     cluster.node("m1").kill();
     cluster
         .node("milan")

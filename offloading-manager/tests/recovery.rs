@@ -25,13 +25,7 @@ async fn outage_after_crash(failing: &str, step: Step) {
 
     cluster.node(failing).manager().faults.arm(step);
     let started = Instant::now();
-    let attempt = cluster
-        .command(
-            "milan",
-            &[("command", "force-offload")],
-            &[("x-forced-session", "s")],
-        )
-        .await;
+    let attempt = cluster.force_offload("milan", "s").await;
     eprintln!("{step:?}: offload attempt answered {}", attempt.status());
     // The participant crashes at that step and comes back at once.
     cluster.node(failing).kill();

@@ -432,6 +432,16 @@ impl Cluster {
         panic!("more than {max_redirects} redirects for session {session} from {node}");
     }
 
+    /// `force-offload` of `session` at `node`.
+    pub async fn force_offload(&self, node: &str, session: &str) -> reqwest::Response {
+        self.command(
+            node,
+            &[("command", "force-offload")],
+            &[("x-forced-session", session)],
+        )
+        .await
+    }
+
     /// Creates `session` at m1 with `writes` increments, then moves it to
     /// milan with a clean offload, so that a migration from milan has
     /// three different nodes as source, destination (cloud) and
@@ -443,13 +453,7 @@ impl Cluster {
                 expected.to_string()
             );
         }
-        let first = self
-            .command(
-                "m1",
-                &[("command", "force-offload")],
-                &[("x-forced-session", session)],
-            )
-            .await;
+        let first = self.force_offload("m1", session).await;
         assert_eq!(first.status(), 200);
         assert_eq!(self.holders(session), [("milan".to_string(), writes)]);
     }
